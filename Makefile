@@ -1,0 +1,65 @@
+# mach — build, test and release. `make help` lists the targets.
+
+SHELL       := /bin/bash
+GO          ?= go
+PREFIX      ?= /usr/local
+BIN         := bin
+MODULE      := github.com/maniac-ai/mach
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS     := -s -w -X $(MODULE)/pkg/version.Version=$(VERSION) -X $(MODULE)/pkg/version.Commit=$(COMMIT)
+TOOLS       := $(CURDIR)/.tools/bin
+
+# Discovery commands never link cgo or compute kernels (deps_test.go).
+LIGHT_CMDS  := mach mach-archs mach-models mach-check
+# Commands that compute (later linked against GPU backends).
+HEAVY_CMDS  := mach-generate mach-serve mach-convert mach-prune mach-reap mach-export-sidecar
+CMDS        := $(LIGHT_CMDS) $(HEAVY_CMDS)
+
+.DEFAULT_GOAL := build
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build every binary into bin/
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(LIGHT_CMDS))
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(HEAVY_CMDS))
+
+.PHONY: test
+test: ## run every test (go test ./...)
+	$(GO) test ./...
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: bench
+bench: ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+.PHONY: install
+install: build ## install the binaries into $(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
+
+.PHONY: fixtures
+fixtures: ## fetch test fixtures that are not committed (tokenizers)
+	@echo "fixtures: nothing to fetch yet"
+
+.PHONY: demo
+demo: build ## build and run the main job
+	$(BIN)/mach-archs
+
+.PHONY: release-check
+release-check: ## install goreleaser into .tools/ and validate .goreleaser.yaml
+	@test -x $(TOOLS)/goreleaser || GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/goreleaser/v2@v2.17.0
+	$(TOOLS)/goreleaser check
+
+.PHONY: clean
+clean: ## remove build outputs
+	rm -rf $(BIN) dist

@@ -1,0 +1,89 @@
+package registry
+
+const modulePrefix = "github.com/maniac-ai/mach/pkg/model/"
+
+// Default returns the registry of the five architectures mach ships. The
+// facts come from ../shared/notes/architectures.md and the seed's mach-archs
+// table, checked against each model's reference implementation in
+// transformers (comments say where they differ).
+func Default() *Registry {
+	r, err := New(
+		Arch{
+			ModelType:  "deepseek_v4",
+			Name:       "DeepSeek-V4-Flash",
+			Activation: SiLULimited,
+			// Routed experts clamp like gpt-oss but without alpha and +1:
+			// g = min(g, L), u = clamp(u, ±L), silu(g)·u, L = config swiglu_limit.
+			ActivationParams: ActivationParams{Alpha: 1, UpOffset: 0, LimitKey: "swiglu_limit", DefaultLimit: 10},
+			// Upstream stacks experts on axis 0 in FP4; they must be sliced
+			// into the per-expert engine layout (mach-prune) first.
+			Stacked:      false,
+			ExpertBias:   false,
+			Wrapped:      false,
+			DefaultBits:  4,
+			DefaultGroup: 32,
+			DefaultQuant: QuantMXFP4,
+			ModelModule:  modulePrefix + "deepseekv4",
+			KVCache:      KVCompressed,
+			Specdec:      MTPEagle3,
+		},
+		Arch{
+			ModelType:    "gemma4",
+			Name:         "Gemma 4 MoE",
+			Activation:   PlainGeGLU,
+			Stacked:      true,
+			Wrapped:      true,
+			DefaultBits:  4,
+			DefaultGroup: 64,
+			DefaultQuant: QuantAffine,
+			ModelModule:  modulePrefix + "gemma4",
+			KVCache:      KVRotating,
+			Specdec:      SpecdecNone,
+		},
+		Arch{
+			ModelType:        "gpt_oss",
+			Name:             "gpt-oss",
+			Activation:       SiLULimited,
+			ActivationParams: ActivationParams{Alpha: 1.702, UpOffset: 1, LimitKey: "swiglu_limit", DefaultLimit: 7},
+			Stacked:          true,
+			ExpertBias:       true,
+			DefaultBits:      4,
+			DefaultGroup:     32,
+			DefaultQuant:     QuantMXFP4,
+			ModelModule:      modulePrefix + "gptoss",
+			KVCache:          KVRotating,
+			Specdec:          SpecdecNone,
+		},
+		Arch{
+			ModelType:    "qwen3_5_moe",
+			Name:         "Qwen3.5 / Qwen3.6 MoE",
+			Activation:   PlainSwiGLU,
+			Stacked:      true,
+			Wrapped:      true,
+			DefaultBits:  4,
+			DefaultGroup: 64,
+			DefaultQuant: QuantAffine,
+			ModelModule:  modulePrefix + "qwen35moe",
+			KVCache:      KVHybridGDN,
+			Specdec:      SpecdecV7,
+		},
+		Arch{
+			ModelType:    "qwen3_moe",
+			Name:         "Qwen3 MoE",
+			Activation:   PlainSwiGLU,
+			Stacked:      true,
+			DefaultBits:  4,
+			DefaultGroup: 64,
+			DefaultQuant: QuantAffine,
+			ModelModule:  modulePrefix + "qwen3moe",
+			KVCache:      KVStandard,
+			Specdec:      SpecdecV7,
+		},
+	)
+	if err != nil {
+		// The table above is static; a failure is a programming error
+		// caught by the package tests.
+		panic(err)
+	}
+	return r
+}
