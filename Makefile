@@ -49,7 +49,8 @@ install: build ## install the binaries into $(PREFIX)/bin
 
 .PHONY: fixtures
 fixtures: ## fetch test fixtures that are not committed (tokenizers)
-	@echo "fixtures: nothing to fetch yet"
+	@# One step per line; each step is idempotent and fails loudly.
+	tools/fixtures/tokenizers.sh
 
 .PHONY: demo
 demo: build ## build and run the main job
