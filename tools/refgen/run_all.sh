@@ -35,13 +35,13 @@ for step in $steps; do
   echo "=== $step"
   case $step in
     models)
-      python3 tools/refgen/models.py --out "$work" 2>&1 | tee "$work/models.log" || status=1 ;;
+      python3 -P tools/refgen/models.py --out "$work" 2>&1 | tee "$work/models.log" || status=1 ;;
     tokenizers)
       if [ -f tools/refgen/tokenizers.py ]; then
         mkdir -p "$work/testdata/tokenizers"
-        python3 tools/refgen/tokenizers.py --src testdata/cache/tokenizers --corpus testdata/tokenizers/corpus.jsonl \
+        python3 -P tools/refgen/tokenizers.py --src testdata/cache/tokenizers --corpus testdata/tokenizers/corpus.jsonl \
           --out "$work/testdata/tokenizers" 2>&1 | tee "$work/tokenizers.log" || status=1
-        python3 tools/refgen/tokenizers.py --src testdata/cache/tokenizers --corpus testdata/tokenizers/corpus.jsonl \
+        python3 -P tools/refgen/tokenizers.py --src testdata/cache/tokenizers --corpus testdata/tokenizers/corpus.jsonl \
           --out "$work/bench" --bench 2>&1 | tee "$work/tokenizers-bench.log" || status=1
       else
         echo "tools/refgen/tokenizers.py missing; skipped"
@@ -49,7 +49,7 @@ for step in $steps; do
     chat)
       if [ -f tools/refgen/chat.py ]; then
         mkdir -p "$work/testdata/chat"
-        python3 tools/refgen/chat.py --src testdata/cache/tokenizers --conversations testdata/chat/conversations.jsonl \
+        python3 -P tools/refgen/chat.py --src testdata/cache/tokenizers --conversations testdata/chat/conversations.jsonl \
           --out "$work/testdata/chat" 2>&1 | tee "$work/chat.log" || status=1
       else
         echo "tools/refgen/chat.py missing; skipped"
