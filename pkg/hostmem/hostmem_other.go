@@ -1,0 +1,5 @@
+//go:build !linux && !darwin
+
+package hostmem
+
+func read() (Info, error) { return Info{}, ErrUnsupported }

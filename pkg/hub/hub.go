@@ -1,0 +1,388 @@
+// Package hub fetches files of Hugging Face model repositories into the
+// engine cache. Today it fetches metadata only (config.json and the expert
+// sidecar's layout.json) for mach check; weights are never downloaded. A
+// later change adds full downloads into the same cache layout.
+//
+// Cache layout, under the engine cache root (--cache-dir, $MACH_CACHE_DIR,
+// default ~/.cache/mach), a subset of the Hugging Face hub cache so hub
+// tools and mach-models read it:
+//
+//	<root>/hub/models--<org>--<name>/
+//	    refs/<revision>                     the commit the revision resolved to
+//	    snapshots/<commit>/config.json
+//	    snapshots/<commit>/expert_sidecar/layout.json
+//
+// When the hub does not report a commit (X-Repo-Commit), the snapshot
+// directory is named after the revision instead.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/maniac-ai/mach/pkg/atomicfile"
+	"github.com/maniac-ai/mach/pkg/fault"
+	"github.com/maniac-ai/mach/pkg/version"
+)
+
+// DefaultEndpoint is the public Hugging Face hub.
+const DefaultEndpoint = "https://huggingface.co"
+
+// Environment variables.
+const (
+	EnvEndpoint = "HF_ENDPOINT"
+	EnvToken    = "HF_TOKEN"
+	EnvCacheDir = "MACH_CACHE_DIR"
+)
+
+// Timeouts of one request.
+const (
+	DialTimeout    = 10 * time.Second
+	RequestTimeout = 60 * time.Second
+)
+
+// Errors callers branch on. Every error is also classified with fault:
+// fault.ErrNetwork for the hub, fault.ErrUsage for a bad repo id.
+var (
+	// ErrNotFound: the repo, revision or file does not exist (HTTP 404).
+	ErrNotFound = errors.New("not found on the hub")
+	// ErrDenied: the hub refused the token or its absence (HTTP 401/403).
+	ErrDenied = errors.New("access denied by the hub")
+	// ErrInvalidRepoID: the repo id is not org/name in the hub's alphabet.
+	ErrInvalidRepoID = errors.New("invalid repo id")
+)
+
+// Client fetches repository files.
+type Client struct {
+	// Endpoint is the hub's base URL, without a trailing slash.
+	Endpoint string
+	// Token is sent as a bearer token when set.
+	Token string
+	// CacheRoot is the engine cache root; files go under CacheRoot/hub.
+	CacheRoot string
+	// HTTP is the client used; nil means one with DialTimeout and
+	// RequestTimeout.
+	HTTP *http.Client
+}
+
+// NewClient returns a client for the endpoint and token in the
+// environment (HF_ENDPOINT, HF_TOKEN) caching under cacheRoot.
+func NewClient(cacheRoot string) *Client {
+	ep := strings.TrimRight(os.Getenv(EnvEndpoint), "/")
+	if ep == "" {
+		ep = DefaultEndpoint
+	}
+	return &Client{Endpoint: ep, Token: os.Getenv(EnvToken), CacheRoot: cacheRoot}
+}
+
+// CacheRoot returns the engine cache root: override when set, else
+// $MACH_CACHE_DIR, else ~/.cache/mach.
+func CacheRoot(override string) (string, error) {
+	if override != "" {
+		return override, nil
+	}
+	if d := os.Getenv(EnvCacheDir); d != "" {
+		return d, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fault.Mark(fmt.Errorf("no cache directory: %w; pass --cache-dir or set %s", err, EnvCacheDir), fault.ErrUsage)
+	}
+	return filepath.Join(home, ".cache", "mach"), nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{
+		Timeout: RequestTimeout,
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: DialTimeout}).DialContext,
+			TLSHandshakeTimeout:   DialTimeout,
+			ResponseHeaderTimeout: RequestTimeout,
+		},
+	}
+}
+
+// ValidateRepoID checks that id is "org/name" as the hub allows it: each
+// part 1–96 characters of letters, digits, '-', '_' and '.', not starting
+// or ending with '-' or '.', without "--" or "..".
+func ValidateRepoID(id string) error {
+	bad := func(why string) error {
+		return fault.Mark(fmt.Errorf("%w %q: %s (want org/name, e.g. mlx-community/Qwen3-30B-A3B-4bit)", ErrInvalidRepoID, id, why), fault.ErrUsage)
+	}
+	org, name, ok := strings.Cut(id, "/")
+	if !ok || strings.Contains(name, "/") {
+		return bad("want exactly one '/'")
+	}
+	for _, part := range []string{org, name} {
+		switch {
+		case part == "":
+			return bad("empty part")
+		case len(part) > 96:
+			return bad("a part is longer than 96 characters")
+		case strings.Contains(part, "..") || strings.Contains(part, "--"):
+			return bad(`".." and "--" are not allowed`)
+		case strings.IndexAny(part[:1], "-.") == 0 || strings.IndexAny(part[len(part)-1:], "-.") == 0:
+			return bad("a part starts or ends with '-' or '.'")
+		}
+		for _, r := range part {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				return bad(fmt.Sprintf("character %q is not allowed", r))
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateRevision checks a revision (branch, tag or commit): no "..", no
+// leading '/', and only characters that are safe in a path.
+func ValidateRevision(rev string) error {
+	bad := func(why string) error {
+		return fault.Mark(fmt.Errorf("invalid revision %q: %s", rev, why), fault.ErrUsage)
+	}
+	switch {
+	case rev == "":
+		return bad("empty")
+	case len(rev) > 256:
+		return bad("longer than 256 characters")
+	case strings.HasPrefix(rev, "/") || strings.HasSuffix(rev, "/") || strings.Contains(rev, "//"):
+		return bad("misplaced '/'")
+	}
+	for _, seg := range strings.Split(rev, "/") {
+		if seg == "." || seg == ".." {
+			return bad(`"." and ".." are not allowed`)
+		}
+	}
+	for _, r := range rev {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./+", r)) {
+			return bad(fmt.Sprintf("character %q is not allowed", r))
+		}
+	}
+	return nil
+}
+
+// RepoDir is the cache directory of a repo: <root>/hub/models--org--name.
+func (c *Client) RepoDir(repo string) string {
+	return filepath.Join(c.CacheRoot, "hub", "models--"+strings.ReplaceAll(repo, "/", "--"))
+}
+
+// URL is the resolve URL of a file: {endpoint}/{repo}/resolve/{revision}/{file}.
+func (c *Client) URL(repo, revision, file string) string {
+	segs := strings.Split(file, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return c.Endpoint + "/" + repo + "/resolve/" + url.PathEscape(revision) + "/" + strings.Join(segs, "/")
+}
+
+// response is one fetched file.
+type response struct {
+	body   []byte
+	commit string
+}
+
+// get fetches one file, reading at most maxBytes.
+func (c *Client) get(ctx context.Context, repo, revision, file string, maxBytes int64) (*response, error) {
+	u := c.URL(repo, revision, file)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fault.Mark(fmt.Errorf("bad hub URL %q: %w; check %s", u, err, EnvEndpoint), fault.ErrUsage)
+	}
+	req.Header.Set("User-Agent", "mach/"+version.String())
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fault.Mark(fmt.Errorf("cannot reach %s (%v): are you offline? Set %s for a mirror, or pass a local checkpoint directory (--local-only)", c.Endpoint, unwrapURLError(err), EnvEndpoint), fault.ErrNetwork)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fault.Mark(fmt.Errorf("%w: %s (HTTP 404): check the repo id, the file and --revision %s", ErrNotFound, u, revision), fault.ErrNetwork)
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		hint := "set " + EnvToken + " to a token with access (gated or private repo)"
+		if c.Token != "" {
+			hint = "the token in " + EnvToken + " has no access to " + repo
+		}
+		return nil, fault.Mark(fmt.Errorf("%w: %s (HTTP %d): %s", ErrDenied, u, resp.StatusCode, hint), fault.ErrNetwork)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fault.Mark(fmt.Errorf("%s answered HTTP %d for %s", c.Endpoint, resp.StatusCode, u), fault.ErrNetwork)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err != nil {
+		return nil, fault.Mark(fmt.Errorf("read %s: %v", u, err), fault.ErrNetwork)
+	}
+	if int64(len(body)) > maxBytes {
+		return nil, fault.Mark(fmt.Errorf("%s is larger than %d bytes; not a metadata file", u, maxBytes), fault.ErrNetwork)
+	}
+	return &response{body: body, commit: resp.Header.Get("X-Repo-Commit")}, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func isCommit(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// snapshotName is the snapshot directory for a fetch.
+func snapshotName(revision, commit string) string {
+	if isCommit(commit) {
+		return commit
+	}
+	return strings.ReplaceAll(revision, "/", "--")
+}
+
+// store writes body to the snapshot atomically.
+func store(snapshot, file string, body []byte) error {
+	p := filepath.Join(snapshot, filepath.FromSlash(file))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fault.Mark(fmt.Errorf("create cache directory: %w", err), fault.ErrIO)
+	}
+	if err := atomicfile.WriteFile(p, body, 0o644); err != nil {
+		return fault.Mark(fmt.Errorf("write %s: %w", p, err), fault.ErrIO)
+	}
+	return nil
+}
+
+// cachedSnapshot returns the snapshot directory a previous fetch of
+// revision left, or "" when none has file.
+func (c *Client) cachedSnapshot(repo, revision, file string) string {
+	repoDir := c.RepoDir(repo)
+	names := []string{snapshotName(revision, "")}
+	if b, err := os.ReadFile(filepath.Join(repoDir, "refs", filepath.FromSlash(revision))); err == nil {
+		if commit := strings.TrimSpace(string(b)); isCommit(commit) {
+			names = append([]string{commit}, names...)
+		}
+	}
+	for _, n := range names {
+		d := filepath.Join(repoDir, "snapshots", n)
+		if _, err := os.Stat(filepath.Join(d, filepath.FromSlash(file))); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+// Metadata files mach check fetches, and their size limits.
+const (
+	ConfigFile    = "config.json"
+	LayoutFile    = "expert_sidecar/layout.json"
+	maxConfigSize = 16 << 20
+	maxLayoutSize = 64 << 20
+)
+
+// Snapshot is a config-only fetch.
+type Snapshot struct {
+	// Dir is the local snapshot directory holding config.json (and
+	// expert_sidecar/layout.json when HasLayout).
+	Dir       string
+	Repo      string
+	Revision  string
+	Commit    string
+	HasLayout bool
+	// FromCache: the hub could not be reached and a cached copy was used.
+	FromCache bool
+	// Warnings are non-fatal problems (the layout.json fetch failing, a
+	// stale cache being used).
+	Warnings []string
+}
+
+// FetchConfig fetches config.json of repo at revision and, best-effort,
+// expert_sidecar/layout.json, into the cache. Nothing else is requested.
+// When the hub cannot be reached (fault.ErrNetwork other than 401/403/404)
+// and a cached copy exists, the cached copy is used with a warning.
+func (c *Client) FetchConfig(ctx context.Context, repo, revision string) (*Snapshot, error) {
+	if err := ValidateRepoID(repo); err != nil {
+		return nil, err
+	}
+	if err := ValidateRevision(revision); err != nil {
+		return nil, err
+	}
+	s := &Snapshot{Repo: repo, Revision: revision}
+	resp, err := c.get(ctx, repo, revision, ConfigFile, maxConfigSize)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrDenied) || !errors.Is(err, fault.ErrNetwork) {
+			return nil, err
+		}
+		if d := c.cachedSnapshot(repo, revision, ConfigFile); d != "" {
+			s.Dir, s.FromCache = d, true
+			s.Warnings = append(s.Warnings, fmt.Sprintf("%v; using the cached copy in %s", err, d))
+			_, lerr := os.Stat(filepath.Join(d, filepath.FromSlash(LayoutFile)))
+			s.HasLayout = lerr == nil
+			return s, nil
+		}
+		return nil, err
+	}
+	s.Commit = resp.commit
+	repoDir := c.RepoDir(repo)
+	s.Dir = filepath.Join(repoDir, "snapshots", snapshotName(revision, resp.commit))
+	if err := store(s.Dir, ConfigFile, resp.body); err != nil {
+		return nil, err
+	}
+	if isCommit(resp.commit) && resp.commit != revision {
+		ref := filepath.Join(repoDir, "refs", filepath.FromSlash(revision))
+		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err == nil {
+			_ = atomicfile.WriteFile(ref, []byte(resp.commit), 0o644)
+		}
+	}
+	// layout.json is optional: most repos have none.
+	lrev := revision
+	if isCommit(resp.commit) {
+		lrev = resp.commit // the same snapshot as config.json
+	}
+	lresp, err := c.get(ctx, repo, lrev, LayoutFile, maxLayoutSize)
+	switch {
+	case err == nil:
+		if err := store(s.Dir, LayoutFile, lresp.body); err != nil {
+			return nil, err
+		}
+		s.HasLayout = true
+	case errors.Is(err, ErrNotFound):
+		_ = os.Remove(filepath.Join(s.Dir, filepath.FromSlash(LayoutFile)))
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		s.Warnings = append(s.Warnings, fmt.Sprintf("expert_sidecar/layout.json not fetched: %v", err))
+	}
+	return s, nil
+}
+
+// LooksLikeRepoID reports whether s is shaped like org/name rather than a
+// path (no leading '.', '/' or '~', exactly one '/').
+func LooksLikeRepoID(s string) bool {
+	if s == "" || strings.HasPrefix(s, ".") || strings.HasPrefix(s, "/") || strings.HasPrefix(s, "~") || filepath.IsAbs(s) {
+		return false
+	}
+	return strings.Count(path.Clean(s), "/") == 1 && !strings.Contains(s, `\`)
+}
