@@ -1,0 +1,186 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/maniac-ai/mach/kernels"
+	"github.com/maniac-ai/mach/pkg/quant"
+)
+
+// Attention implements kernels.Backend. Work is split over (query row, key
+// head) pairs; the query heads sharing a key head are scored together so
+// each key row is read once per pair.
+func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
+	d, err1 := f32Of(dst)
+	qs, err2 := f32Of(q)
+	kb, err3 := bufOf(k)
+	vb, err4 := bufOf(v)
+	if err := firstErr(err1, err2, err3, err4, sameShape(dst, q)); err != nil {
+		b.fail("attention", err)
+		return
+	}
+	hd := a.HeadDim
+	switch {
+	case a.Heads <= 0 || a.KVHeads <= 0 || hd <= 0 || a.Heads%a.KVHeads != 0:
+		b.failf("attention", "heads %d / kv heads %d / head dim %d", a.Heads, a.KVHeads, hd)
+		return
+	case q.Cols != a.Heads*hd || k.Cols != a.KVHeads*hd || v.Cols != a.KVHeads*hd:
+		b.failf("attention", "q %v, k %v, v %v for %d×%d / %d×%d heads", q, k, v, a.Heads, hd, a.KVHeads, hd)
+		return
+	case a.NumKeys < 0 || k.Rows < a.NumKeys || v.Rows < a.NumKeys:
+		b.failf("attention", "%d keys but k %v, v %v", a.NumKeys, k, v)
+		return
+	case len(a.QPos) != q.Rows || (a.KPos != nil && len(a.KPos) < a.NumKeys):
+		b.failf("attention", "%d query positions for %d rows, %d key positions for %d keys", len(a.QPos), q.Rows, len(a.KPos), a.NumKeys)
+		return
+	}
+	var sinks []float32
+	if !a.Sinks.IsZero() {
+		ss, err := f32Of(a.Sinks)
+		if err != nil || a.Sinks.Cols != a.Heads {
+			b.failf("attention", "sinks %v for %d heads", a.Sinks, a.Heads)
+			return
+		}
+		sinks = row(ss, a.Sinks, 0)
+	}
+	group := a.Heads / a.KVHeads
+	simd := b.simd && hd%8 == 0
+	b.pool.run(q.Rows*a.KVHeads, func(worker, u int) {
+		t, kvh := u/a.KVHeads, u%a.KVHeads
+		p := a.QPos[t]
+		// Visible keys: a contiguous range when key j sits at position j,
+		// else the list of matching positions.
+		visible := func(pos int32) bool {
+			return (!a.Causal || pos <= p) && (a.Window <= 0 || pos > p-int32(a.Window))
+		}
+		var lo, hi int // range [lo, hi)
+		var list []int32
+		if a.KPos == nil {
+			hi = a.NumKeys
+			if a.Causal {
+				hi = min(hi, int(p)+1)
+			}
+			if a.Window > 0 {
+				lo = max(0, int(p)-a.Window+1)
+			}
+			hi = max(hi, lo)
+		} else {
+			for j := 0; j < a.NumKeys; j++ {
+				if visible(a.KPos[j]) {
+					list = append(list, int32(j))
+				}
+			}
+		}
+		n := hi - lo
+		if list != nil || a.KPos != nil {
+			n = len(list)
+		}
+		key := func(i int) int {
+			if a.KPos != nil {
+				return int(list[i])
+			}
+			return lo + i
+		}
+		sc := &b.scratch[worker]
+		buf := sc.floats(group*n + 2*hd)
+		scores := buf[:group*n]
+		kv := buf[group*n : group*n+hd]
+		qrow := row(qs, q, t)[kvh*group*hd : (kvh+1)*group*hd]
+		orow := row(d, dst, t)[kvh*group*hd : (kvh+1)*group*hd]
+
+		// Scores.
+		for i := 0; i < n; i++ {
+			kr := b.kvRow(kb, k, key(i), kvh, hd, kv, simd)
+			g := 0
+			if simd {
+				var o4 [4]float32
+				for ; g+4 <= group; g += 4 {
+					dotF32x4x1(&qrow[g*hd], hd, &kr[0], hd, &o4)
+					for c := 0; c < 4; c++ {
+						scores[(g+c)*n+i] = o4[c]
+					}
+				}
+				for ; g < group; g++ {
+					scores[g*n+i] = dotF32(&qrow[g*hd], &kr[0], hd)
+				}
+			} else {
+				for ; g < group; g++ {
+					scores[g*n+i] = dotGo(qrow[g*hd:(g+1)*hd], kr)
+				}
+			}
+		}
+		// Softmax per head, with the optional sink.
+		for g := 0; g < group; g++ {
+			s := scores[g*n : (g+1)*n]
+			m := float32(math.Inf(-1))
+			for i := range s {
+				x := s[i] * a.Scale
+				if a.Softcap > 0 {
+					x = a.Softcap * float32(math.Tanh(float64(x/a.Softcap)))
+				}
+				s[i] = x
+				m = max(m, x)
+			}
+			var sink float32
+			hasSink := sinks != nil
+			if hasSink {
+				sink = sinks[kvh*group+g]
+				m = max(m, sink)
+			}
+			var sum float32
+			for i, x := range s {
+				e := float32(math.Exp(float64(x - m)))
+				s[i] = e
+				sum += e
+			}
+			if hasSink {
+				sum += float32(math.Exp(float64(sink - m)))
+			}
+			if sum > 0 {
+				for i := range s {
+					s[i] /= sum
+				}
+			}
+		}
+		// Weighted values.
+		clear(orow)
+		for i := 0; i < n; i++ {
+			vr := b.kvRow(vb, v, key(i), kvh, hd, kv, simd)
+			for g := 0; g < group; g++ {
+				w := scores[g*n+i]
+				o := orow[g*hd : (g+1)*hd]
+				if simd {
+					axpyF32(&o[0], w, &vr[0], hd)
+				} else {
+					for c, x := range vr {
+						o[c] += w * x
+					}
+				}
+			}
+		}
+	})
+}
+
+// kvRow returns head kvh of key/value row j as f32, widening 16-bit
+// storage into tmp.
+func (b *Backend) kvRow(buf *buffer, t kernels.Tensor, j, kvh, hd int, tmp []float32, simd bool) []float32 {
+	o := t.Off + j*t.Stride + kvh*hd
+	switch buf.dt {
+	case kernels.F32:
+		return buf.f32[o : o+hd]
+	case kernels.F16:
+		src := buf.u16[o : o+hd]
+		if simd {
+			cvtF16(&tmp[0], &src[0], hd)
+		} else {
+			for i, h := range src {
+				tmp[i] = quant.F16ToF32(h)
+			}
+		}
+	default:
+		for i, h := range buf.u16[o : o+hd] {
+			tmp[i] = quant.BF16ToF32(h)
+		}
+	}
+	return tmp[:hd]
+}

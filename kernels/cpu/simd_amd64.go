@@ -1,0 +1,37 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// Every AVX2 processor also has F16C (used by cvtF16).
+var haveSIMD = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// Implemented in simd_amd64.s. Lengths k are multiples of 8.
+
+//go:noescape
+func dotF32(a, b *float32, k int) float32
+
+//go:noescape
+func dotF32x4x1(w *float32, ldw int, x *float32, k int, out *[4]float32)
+
+//go:noescape
+func dotF32x4x3(w *float32, ldw int, x0, x1, x2 *float32, k int, out *[12]float32)
+
+//go:noescape
+func dequantAffine4BF16(dst *float32, codes, scales, biases *byte, groups, chunks int)
+
+//go:noescape
+func dequantAffine8BF16(dst *float32, codes, scales, biases *byte, groups, chunks int)
+
+//go:noescape
+func gemvAffine4BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32)
+
+//go:noescape
+func gemvAffine8BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32)
+
+//go:noescape
+func axpyF32(dst *float32, a float32, x *float32, k int)
+
+//go:noescape
+func cvtF16(dst *float32, src *uint16, k int)
