@@ -1,0 +1,57 @@
+// Package kvcache holds the attention state of sequences. A Cache belongs
+// to one sequence; its methods fall in two groups:
+//
+//   - scheduler-facing: Begin reserves room for the next step's tokens (or
+//     fails with ErrCacheFull), Commit makes them part of the sequence,
+//     Truncate rolls back to a prefix (prefix reuse, speculative rollback),
+//     Release frees the memory;
+//   - model-facing: Update stores a layer's new keys and values for the step
+//     and returns the view attention reads.
+//
+// Standard is the plain per-layer cache (f32, f16 or bf16 storage, grown on
+// demand up to a capacity). Rotating, hybrid and compressed caches implement
+// the same interface in later files.
+package kvcache
+
+import (
+	"errors"
+
+	"github.com/maniac-ai/mach/kernels"
+)
+
+// ErrCacheFull is returned by Begin when a step would exceed the capacity.
+var ErrCacheFull = errors.New("kv cache full")
+
+// Cache is one sequence's attention state.
+type Cache interface {
+	// Len is the number of committed tokens.
+	Len() int
+	// Capacity is the most tokens the cache can hold.
+	Capacity() int
+	// Begin prepares a step of n new tokens at positions Len() … Len()+n-1.
+	Begin(n int) error
+	// Update stores layer's keys and values for the step's tokens (k and v
+	// have n rows) and returns what attention reads for the step.
+	Update(layer int, k, v kernels.Tensor) (View, error)
+	// Commit appends the step's tokens to the sequence.
+	Commit()
+	// Truncate drops every token from position n on (n ≤ Len()).
+	Truncate(n int) error
+	// Release frees the cache's memory; the cache is unusable afterwards.
+	Release()
+}
+
+// View is what attention reads for one layer and step.
+type View struct {
+	// K and V hold at least NumKeys rows of the layer's key and value width.
+	K, V kernels.Tensor
+	// NumKeys is the number of valid rows.
+	NumKeys int
+	// KPos gives each key's position; nil means key j is at position j.
+	KPos []int32
+}
+
+// LayerShape is the key and value width (heads × head dim) of one layer.
+type LayerShape struct {
+	K, V int
+}
