@@ -35,6 +35,10 @@ const MaxSize = 16 << 20
 // them stays far from overflow in float64 and int64.
 const maxDim = 1 << 31
 
+// MaxLayers bounds num_hidden_layers (real models have a few hundred at
+// most); per-layer tables are allocated from it.
+const MaxLayers = 1 << 16
+
 // ErrInvalid is wrapped by every error about a malformed config.json.
 var ErrInvalid = errors.New("invalid config.json")
 
@@ -221,7 +225,8 @@ func (o obj) integer(keys ...string) (int, error) {
 
 func decodeInt(v json.RawMessage, field string) (int, error) {
 	var n json.Number
-	if err := json.Unmarshal(v, &n); err != nil {
+	// json.Number also accepts a quoted number; config keys are numbers.
+	if t := bytes.TrimSpace(v); len(t) == 0 || t[0] == '"' || json.Unmarshal(t, &n) != nil {
 		return 0, invalid("%s: want a non-negative integer, got %s", field, abbreviate(v))
 	}
 	f, err := strconv.ParseFloat(n.String(), 64)
@@ -393,6 +398,9 @@ func (c *Config) readDims(t obj) error {
 			return err
 		}
 		*f.dst = n
+	}
+	if c.NumLayers > MaxLayers {
+		return invalid("%snum_hidden_layers %d is more than %d", t.path, c.NumLayers, MaxLayers)
 	}
 	var err error
 	if c.MLPOnlyLayers, err = t.ints("mlp_only_layers"); err != nil {
