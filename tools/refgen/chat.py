@@ -6,6 +6,11 @@ lays them out) and every conversation in --conversations that applies to it, thi
 chat template with `tokenizer.apply_chat_template(..., tokenize=False)` and records the string and
 its ids. The ids are `tokenizer(text, add_special_tokens=False)["input_ids"]`, which is what
 `apply_chat_template(tokenize=True)` does; the script checks that the two agree and records it.
+It also records "ids_tokenizers": the same text encoded by the `tokenizers` library straight from
+tokenizer.json (add_special_tokens=False). The two differ where transformers rebuilds the
+pipeline from its tokenizer class instead of tokenizer.json (transformers 5 loads DeepSeek-V3 as
+LlamaTokenizer, which encodes " " as no tokens at all); pkg/tokenizer follows tokenizer.json, so
+the Go tests compare with "ids_tokenizers" and report how often transformers disagrees.
 
 Extra templates (testdata/chat/templates/<name>.jinja: Qwen3.6, Gemma 4, DeepSeek-V3.2 DSML) are
 rendered through the tokenizer of their family (EXTRAS below) with `chat_template=`; their ids
@@ -127,7 +132,7 @@ def ids_of(result):
     return [int(x) for x in result]
 
 
-def render_transformers(tok, template, conv, with_ids):
+def render_transformers(tok, raw_tok, template, conv, with_ids):
     kwargs = dict(conv.get("kwargs") or {})
     call = dict(
         tools=conv.get("tools"),
@@ -145,6 +150,9 @@ def render_transformers(tok, template, conv, with_ids):
     if with_ids:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         rec["ids"] = [int(x) for x in ids]
+        if raw_tok is not None:
+            rec["ids_tokenizers"] = [int(x) for x in raw_tok.encode(text, add_special_tokens=False).ids]
+            rec["ids_agree"] = rec["ids_tokenizers"] == rec["ids"]
         try:
             via = ids_of(tok.apply_chat_template(conv["messages"], tokenize=True, **call))
             rec["ids_match_apply_chat_template"] = via == rec["ids"]
@@ -300,6 +308,7 @@ def main():
     # (output name, tokenizer folder, template text, template source, with ids)
     jobs = []
     toks = {}
+    raw_toks = {}
     for name in names:
         tokdir = os.path.join(args.src, name)
         tok = None
@@ -310,6 +319,13 @@ def main():
                 print(f"{name}: cannot load tokenizer: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
             toks[name] = tok
+            try:
+                from tokenizers import Tokenizer
+                raw_toks[name] = Tokenizer.from_file(os.path.join(tokdir, "tokenizer.json"))
+            except Exception as e:
+                print(f"{name}: tokenizers cannot load tokenizer.json: {type(e).__name__}: {e}",
+                      file=sys.stderr)
+            meta.setdefault("tokenizer_classes", {})[name] = type(tok).__name__
         text, source = template_of_dir(tokdir, name, templates_dir, tok)
         if text is None:
             print(f"{name}: no chat template found, skipped", file=sys.stderr)
@@ -332,7 +348,7 @@ def main():
         now = FIXED_NOW.strftime(NOW_FORMAT) if args.local_jinja else probe_now(tok)
         special = (local_special_tokens(os.path.join(args.src, host)) if args.local_jinja
                    else special_tokens_of(tok))
-        n_ok = n_err = n_mismatch = 0
+        n_ok = n_err = n_mismatch = n_disagree = 0
         path = os.path.join(args.out, out_name + ".expected.jsonl")
         with open(path, "w", encoding="utf-8") as f:
             for conv in convs:
@@ -348,7 +364,8 @@ def main():
                     else:
                         rec["ids_source"] = ("tokenizer(text, add_special_tokens=False)"
                                              if with_ids else None)
-                        rec.update(render_transformers(tok, template, conv, with_ids))
+                        rec.update(render_transformers(tok, raw_toks.get(host), template, conv,
+                                                       with_ids))
                 except Exception as e:  # never let one conversation stop the run
                     rec.update(error_record(e))
                     rec["traceback"] = traceback.format_exc(limit=3)
@@ -358,10 +375,13 @@ def main():
                     n_ok += 1
                 if rec.get("ids_match_apply_chat_template") is False:
                     n_mismatch += 1
+                if rec.get("ids_agree") is False:
+                    n_disagree += 1
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         summary.append((out_name, source, n_ok, n_err, n_mismatch, special))
         print(f"{out_name:14s} rendered {n_ok:3d}  rejected {n_err:3d}  "
-              f"ids!=apply_chat_template {n_mismatch:2d}  template from {source}")
+              f"ids!=apply_chat_template {n_mismatch:2d}  transformers!=tokenizers {n_disagree:2d}  "
+              f"template from {source}")
     meta["seconds"] = round(time.time() - started, 2)
     meta["now"] = FIXED_NOW.strftime(NOW_FORMAT)
     meta["outputs"] = {s[0]: {"rendered": s[2], "rejected": s[3], "special_tokens": s[5]}
