@@ -276,7 +276,9 @@ func init() {
 		"round":      fRound,
 		"indent":     fIndent,
 		"attr":       fAttr,
-		"wordcount":  func(_ *renderer, v any, _ []any, _ *Dict) (any, error) { return int64(len(strings.Fields(str(v)))), nil },
+		"wordcount": func(_ *renderer, v any, _ []any, _ *Dict) (any, error) {
+			return int64(len(strings.Fields(str(v)))), nil
+		},
 	}
 }
 
@@ -986,8 +988,14 @@ func init() {
 			}
 			return contains(args[0], v)
 		},
-		"lower": func(v any, _ []any) (bool, error) { s := str(v); return s == strings.ToLower(s) && s != strings.ToUpper(s), nil },
-		"upper": func(v any, _ []any) (bool, error) { s := str(v); return s == strings.ToUpper(s) && s != strings.ToLower(s), nil },
+		"lower": func(v any, _ []any) (bool, error) {
+			s := str(v)
+			return s == strings.ToLower(s) && s != strings.ToUpper(s), nil
+		},
+		"upper": func(v any, _ []any) (bool, error) {
+			s := str(v)
+			return s == strings.ToUpper(s) && s != strings.ToLower(s), nil
+		},
 		"sameas": func(v any, args []any) (bool, error) {
 			if len(args) != 1 {
 				return false, typeErrorf("sameas takes one argument")

@@ -289,3 +289,9 @@ func writeJSONString(b *strings.Builder, s string, ascii bool) {
 
 // sortStrings sorts by code point, as Python sorts str: byte order of UTF-8.
 func sortStrings(s []string) { sort.Strings(s) }
+
+// ToJSON is Python's json.dumps(v, ensure_ascii=False): ", " and ": "
+// separators, key order kept.
+func ToJSON(v any) (string, error) {
+	return dumpJSON(v, dumpOptions{itemSep: ", ", keySep: ": "})
+}
