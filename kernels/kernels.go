@@ -287,9 +287,12 @@ type Backend interface {
 	Attention(dst, q, k, v Tensor, a Attention)
 	// Activate writes act(gate)·up elementwise.
 	Activate(dst, gate, up Tensor, a Activation)
-	// Add writes a+b; Mul writes a·b (elementwise, same shapes).
+	// Add writes a+b; Mul writes a·b, elementwise. b has a's shape or one
+	// row, which is broadcast to every row (biases, per-channel scales).
 	Add(dst, a, b Tensor)
 	Mul(dst, a, b Tensor)
+	// Fill sets every element of dst to v.
+	Fill(dst Tensor, v float32)
 	// Scale writes x·s.
 	Scale(dst, x Tensor, s float32)
 	// Softcap writes c·tanh(x/c).

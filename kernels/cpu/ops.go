@@ -175,12 +175,21 @@ func (b *Backend) binary(op string, dst, x, y kernels.Tensor, f func(a, b float3
 	d, err1 := f32Of(dst)
 	xs, err2 := f32Of(x)
 	ys, err3 := f32Of(y)
-	if err := firstErr(err1, err2, err3, sameShape(dst, x, y)); err != nil {
+	shapeErr := sameShape(dst, x)
+	if y.Rows != 1 || y.Cols != x.Cols {
+		shapeErr = firstErr(shapeErr, sameShape(dst, y))
+	}
+	if err := firstErr(err1, err2, err3, shapeErr); err != nil {
 		b.fail(op, err)
 		return
 	}
+	bcast := y.Rows == 1
 	b.forRows(dst.Rows, dst.Cols, func(_, i int) {
-		dr, xr, yr := row(d, dst, i), row(xs, x, i), row(ys, y, i)
+		yi := i
+		if bcast {
+			yi = 0
+		}
+		dr, xr, yr := row(d, dst, i), row(xs, x, i), row(ys, y, yi)
 		for j := range dr {
 			dr[j] = f(xr[j], yr[j])
 		}
@@ -210,6 +219,21 @@ func (b *Backend) unary(op string, dst, x kernels.Tensor, f func(a float32) floa
 			dr[j] = f(xr[j])
 		}
 	})
+}
+
+// Fill implements kernels.Backend.
+func (b *Backend) Fill(dst kernels.Tensor, v float32) {
+	d, err := f32Of(dst)
+	if err != nil {
+		b.fail("fill", err)
+		return
+	}
+	for i := 0; i < dst.Rows; i++ {
+		r := row(d, dst, i)
+		for j := range r {
+			r[j] = v
+		}
+	}
 }
 
 // Scale implements kernels.Backend.

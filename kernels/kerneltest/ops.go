@@ -212,6 +212,30 @@ func (h *harness) testElementwise(t *testing.T) {
 		got, want := h.run(t, name, rows, cols, [][]float32{a, b}, nil, op)
 		closeTo(t, got, want, 1e-7, 1e-6, "%s", name)
 	}
+	// A one-row b is broadcast to every row.
+	bias := b[:cols]
+	for name, op := range map[string]func(be kernels.Backend, dst kernels.Tensor, in []kernels.Tensor){
+		"add_row": func(be kernels.Backend, dst kernels.Tensor, in []kernels.Tensor) { be.Add(dst, in[0], in[1]) },
+		"mul_row": func(be kernels.Backend, dst kernels.Tensor, in []kernels.Tensor) { be.Mul(dst, in[0], in[1]) },
+	} {
+		got, want := h.run(t, name, rows, cols, [][]float32{a, bias}, nil, op)
+		closeTo(t, got, want, 1e-7, 1e-6, "%s", name)
+		for i := 0; i < rows; i++ {
+			for j := 0; j < cols; j++ {
+				x := a[i*cols+j]
+				w := x + bias[j]
+				if name == "mul_row" {
+					w = x * bias[j]
+				}
+				require.Equal(t, w, want[i*cols+j], "%s (%d,%d)", name, i, j)
+			}
+		}
+	}
+	got, _ := h.run(t, "fill", rows, cols, nil, nil,
+		func(be kernels.Backend, dst kernels.Tensor, _ []kernels.Tensor) { be.Fill(dst, 0.25) })
+	for _, v := range got {
+		require.Equal(t, float32(0.25), v, "Fill")
+	}
 }
 
 func (h *harness) testCopy(t *testing.T) {

@@ -45,23 +45,3 @@ func FuzzMatrix(f *testing.F) {
 		}
 	})
 }
-
-// FuzzParseMLXConfig checks that any JSON is either rejected or yields
-// parameters For can answer.
-func FuzzParseMLXConfig(f *testing.F) {
-	f.Add([]byte(`{"group_size":64,"bits":4,"model.layers.0.mlp.gate":{"bits":8},"lm_head":false}`))
-	f.Add([]byte(`{"mode":"mxfp4"}`))
-	f.Add([]byte(`{"x":{"bits":"8"}}`))
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		c, err := ParseMLXConfig(raw)
-		if err != nil {
-			return
-		}
-		for k := range c.Overrides {
-			c.For(k)
-		}
-		if p, ok := c.For("anything"); ok {
-			_, _ = p.Format(ScaleBF16)
-		}
-	})
-}

@@ -246,28 +246,3 @@ func TestValidateRejects(t *testing.T) {
 		})
 	}
 }
-
-func TestParseMLXConfig(t *testing.T) {
-	c, err := ParseMLXConfig([]byte(`{"group_size": 64, "bits": 4, "mode": "affine",
-		"model.layers.0.mlp.gate": {"group_size": 64, "bits": 8},
-		"lm_head": false, "model.embed_tokens": {"bits": 6}}`))
-	require.NoError(t, err)
-	p, ok := c.For("model.layers.0.mlp.gate")
-	require.True(t, ok)
-	require.Equal(t, MLXParams{GroupSize: 64, Bits: 8, Mode: "affine"}, p)
-	p, ok = c.For("model.embed_tokens")
-	require.True(t, ok)
-	require.Equal(t, MLXParams{GroupSize: 64, Bits: 6, Mode: "affine"}, p)
-	_, ok = c.For("lm_head")
-	require.False(t, ok)
-	p, ok = c.For("model.layers.1.self_attn.q_proj")
-	require.True(t, ok)
-	require.Equal(t, MLXParams{GroupSize: 64, Bits: 4, Mode: "affine"}, p)
-	f, err := MLXParams{GroupSize: 32, Bits: 4, Mode: "mxfp4"}.Format(ScaleBF16)
-	require.NoError(t, err)
-	require.Equal(t, Format{Kind: MXFP4, Bits: 4, GroupSize: 32, Scale: ScaleE8M0}, f)
-	_, err = MLXParams{GroupSize: 16, Bits: 4, Mode: "nvfp4"}.Format(ScaleBF16)
-	require.ErrorIs(t, err, ErrFormat)
-	_, err = ParseMLXConfig([]byte(`[1]`))
-	require.Error(t, err)
-}

@@ -1,0 +1,96 @@
+// Package attention is the grouped-query attention block the architectures
+// share: q/k/v projections (optional biases), optional per-head q/k RMSNorm
+// (plain or 1+w), rotary embedding of any variant (kernels.RoPE), scaled
+// dot-product attention over each sequence's cache (causal, sliding window,
+// sinks, softcap) and the output projection. The batch's rows are projected
+// together; attention itself runs per sequence over that sequence's cache.
+package attention
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/maniac-ai/mach/kernels"
+	"github.com/maniac-ai/mach/pkg/model"
+)
+
+// Block is one attention layer.
+type Block struct {
+	// Layer is the cache layer this block reads and writes.
+	Layer int
+	Q, K, V, O *model.Linear
+	// QNorm and KNorm are per-head RMSNorm weights (1×HeadDim) or zero.
+	QNorm, KNorm kernels.Tensor
+	// NormAddOne selects the (1+w) form for QNorm/KNorm.
+	NormAddOne bool
+	NormEps    float32
+	Heads      int
+	KVHeads    int
+	HeadDim    int
+	// RoPE rotates q and k (Dims 0: no rotary embedding).
+	RoPE kernels.RoPE
+	// Scale multiplies q·k (0: 1/√HeadDim).
+	Scale   float32
+	Window  int
+	Sinks   kernels.Tensor
+	Softcap float32
+}
+
+// Forward writes the block's output for x (the normed hidden states of
+// every row of the step) into out.
+func (a *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Workspace, step *model.Step, x, out kernels.Tensor) error {
+	n := x.Rows
+	qd, kd := a.Heads*a.HeadDim, a.KVHeads*a.HeadDim
+	q, err := ws.Get("attn.q", n, qd)
+	if err != nil {
+		return err
+	}
+	k, err := ws.Get("attn.k", n, kd)
+	if err != nil {
+		return err
+	}
+	v, err := ws.Get("attn.v", n, kd)
+	if err != nil {
+		return err
+	}
+	o, err := ws.Get("attn.o", n, qd)
+	if err != nil {
+		return err
+	}
+	a.Q.Forward(b, q, x)
+	a.K.Forward(b, k, x)
+	a.V.Forward(b, v, x)
+	if !a.QNorm.IsZero() {
+		qh := q.Reshape(n*a.Heads, a.HeadDim)
+		b.RMSNorm(qh, qh, a.QNorm, a.NormEps, a.NormAddOne)
+	}
+	if !a.KNorm.IsZero() {
+		kh := k.Reshape(n*a.KVHeads, a.HeadDim)
+		b.RMSNorm(kh, kh, a.KNorm, a.NormEps, a.NormAddOne)
+	}
+	if a.RoPE.Dims > 0 {
+		b.RoPE(q, step.Pos, a.RoPE)
+		b.RoPE(k, step.Pos, a.RoPE)
+	}
+	scale := a.Scale
+	if scale == 0 {
+		scale = 1 / sqrt32(float32(a.HeadDim))
+	}
+	for i, s := range step.Batch.Seqs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r0, r1 := step.SeqRows(i)
+		view, err := s.Cache.Update(a.Layer, k.RowRange(r0, r1), v.RowRange(r0, r1))
+		if err != nil {
+			return fmt.Errorf("attention layer %d: %w", a.Layer, err)
+		}
+		b.Attention(o.RowRange(r0, r1), q.RowRange(r0, r1), view.K, view.V, kernels.Attention{
+			Heads: a.Heads, KVHeads: a.KVHeads, HeadDim: a.HeadDim, Scale: scale,
+			QPos: step.SeqPos(i), NumKeys: view.NumKeys, KPos: view.KPos,
+			Causal: true, Window: a.Window, Sinks: a.Sinks, Softcap: a.Softcap,
+		})
+	}
+	a.O.Forward(b, out, o)
+	return nil
+}

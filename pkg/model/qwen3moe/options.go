@@ -1,0 +1,100 @@
+package qwen3moe
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/maniac-ai/mach/kernels"
+	"github.com/maniac-ai/mach/pkg/fault"
+	"github.com/maniac-ai/mach/pkg/model/rope"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
+)
+
+// Options are the hyper-parameters the forward pass uses.
+type Options struct {
+	Hidden, Layers           int
+	Heads, KVHeads, HeadDim  int
+	Vocab, MaxPositions      int
+	Intermediate             int // dense layers
+	Experts, TopK            int
+	ExpertWidth              int
+	NormTopK, TiedEmbeddings bool
+	Eps                      float32
+	RoPE                     kernels.RoPE
+	Window                   int
+	// MoE[i] reports whether layer i is routed.
+	MoE []bool
+}
+
+// ParseOptions reads the options from a normalized config, decoding the
+// keys only this architecture uses from its text config.
+func ParseOptions(cfg *modelconfig.Config) (Options, error) {
+	if cfg.ModelType != ModelType {
+		return Options{}, fault.Mark(fmt.Errorf("%s: model_type %q is not %s", cfg.Name(), cfg.ModelType, ModelType), fault.ErrUnsupported)
+	}
+	var x struct {
+		Eps              *float64 `json:"rms_norm_eps"`
+		NormTopK         *bool    `json:"norm_topk_prob"`
+		AttentionBias    bool     `json:"attention_bias"`
+		UseSlidingWindow bool     `json:"use_sliding_window"`
+		SlidingWindow    *int     `json:"sliding_window"`
+		HiddenAct        string   `json:"hidden_act"`
+	}
+	if err := json.Unmarshal(cfg.Text, &x); err != nil {
+		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrIO)
+	}
+	o := Options{
+		Hidden: cfg.HiddenSize, Layers: cfg.NumLayers, Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim,
+		Vocab: cfg.VocabSize, MaxPositions: cfg.MaxPositionEmbeddings, Intermediate: cfg.IntermediateSize,
+		Experts: cfg.NumExperts, TopK: cfg.ExpertsPerToken, ExpertWidth: cfg.MoEIntermediateSize,
+		TiedEmbeddings: cfg.TieWordEmbeddings, Eps: 1e-6,
+	}
+	if o.HeadDim == 0 && o.Heads > 0 {
+		o.HeadDim = o.Hidden / o.Heads
+	}
+	if x.Eps != nil {
+		o.Eps = float32(*x.Eps)
+	}
+	if x.NormTopK != nil {
+		o.NormTopK = *x.NormTopK
+	}
+	if x.UseSlidingWindow && x.SlidingWindow != nil {
+		o.Window = *x.SlidingWindow
+	}
+	bad := func(format string, args ...any) (Options, error) {
+		return Options{}, fault.Mark(fmt.Errorf("%s: %s", cfg.Name(), fmt.Sprintf(format, args...)), fault.ErrUnsupported)
+	}
+	switch {
+	case o.Hidden <= 0 || o.Layers <= 0 || o.Heads <= 0 || o.KVHeads <= 0 || o.Vocab <= 0:
+		return bad("hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads and vocab_size must be positive")
+	case o.Heads%o.KVHeads != 0:
+		return bad("num_attention_heads %d is not a multiple of num_key_value_heads %d", o.Heads, o.KVHeads)
+	case x.AttentionBias:
+		return bad("attention_bias true is not a qwen3_moe checkpoint this build knows")
+	case x.HiddenAct != "" && x.HiddenAct != "silu":
+		return bad("hidden_act %q (qwen3_moe uses silu)", x.HiddenAct)
+	}
+	if o.MaxPositions <= 0 {
+		o.MaxPositions = 32768
+	}
+	o.MoE = make([]bool, o.Layers)
+	for i := range o.MoE {
+		o.MoE[i] = cfg.IsMoELayer(i)
+		if o.MoE[i] && (o.Experts <= 0 || o.TopK <= 0 || o.TopK > o.Experts || o.ExpertWidth <= 0) {
+			return bad("layer %d is a MoE layer but num_experts %d, num_experts_per_tok %d, moe_intermediate_size %d", i, o.Experts, o.TopK, o.ExpertWidth)
+		}
+		if !o.MoE[i] && o.Intermediate <= 0 {
+			return bad("layer %d is dense but intermediate_size is %d", i, o.Intermediate)
+		}
+	}
+	rp, err := rope.FromConfig(cfg.Text, o.HeadDim)
+	if err != nil {
+		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrUnsupported)
+	}
+	inv, scale, err := rp.InvFreq()
+	if err != nil {
+		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrUnsupported)
+	}
+	o.RoPE = kernels.RoPE{HeadDim: o.HeadDim, Dims: rp.Dims, InvFreq: inv, Scale: scale}
+	return o, nil
+}

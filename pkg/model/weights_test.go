@@ -1,0 +1,49 @@
+package model_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/maniac-ai/mach/kernels/cpu"
+	"github.com/maniac-ai/mach/pkg/fixture"
+	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDequantAllFixtures: every quantized fixture's stored tensors decode
+// (MLX affine, MLX mxfp4, gpt-oss blocks) to exactly the float32 weights
+// transformers used for its reference.
+func TestDequantAllFixtures(t *testing.T) {
+	names, err := fixture.Names()
+	require.NoError(t, err)
+	b := cpu.New(cpu.Options{Threads: 1})
+	defer b.Close()
+	checked := 0
+	for _, name := range names {
+		fx, err := fixture.Load(name)
+		require.NoError(t, err)
+		if len(fx.Dequant) == 0 {
+			continue
+		}
+		cfg, err := modelconfig.Load(fx.Dir)
+		require.NoError(t, err)
+		w, err := model.OpenWeights(fx.Dir, cfg, b)
+		require.NoError(t, err)
+		for base, want := range fx.Dequant {
+			tt, err := w.Matrix(strings.TrimSuffix(base, "_blocks"))
+			require.NoError(t, err, "%s: %s", name, base)
+			got := tt.M.Dequantize()
+			require.Len(t, got, len(want.Data), "%s: %s (shape %v vs %v)", name, base, tt.Shape, want.Shape)
+			for i := range got {
+				if got[i] != want.Data[i] {
+					require.Failf(t, "dequantized weight differs", "%s: %s element %d: %g, reference %g", name, base, i, got[i], want.Data[i])
+				}
+			}
+			checked++
+			t.Logf("%s: %s %s exact", name, base, tt.M.Format)
+		}
+		require.NoError(t, w.Close())
+	}
+	require.Positive(t, checked)
+}

@@ -1,0 +1,168 @@
+package moe
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/maniac-ai/mach/kernels"
+	"github.com/maniac-ai/mach/pkg/model"
+)
+
+// Block is a routed-expert feed-forward layer: a router picks K experts per
+// token, the batch's tokens are grouped by expert, each chosen expert runs
+// once over its group (grouped matmuls), and the weighted outputs are summed
+// per token in expert order.
+type Block struct {
+	Layer   int
+	Router  *model.Linear
+	Routing kernels.Routing
+	Store   Store
+	Act     kernels.Activation
+}
+
+// Dispatch is the host-side plan of one step: which rows go to which
+// expert, in expert order.
+type Dispatch struct {
+	// Experts lists the experts with at least one row, ascending.
+	Experts []int
+	// Offs[i] is where expert Experts[i]'s rows start in the grouped
+	// order; Offs[len(Experts)] is the number of (token, expert) slots.
+	Offs []int
+	// Rows[s] is the token row of slot s; Weights[s] its routing weight.
+	Rows    []int32
+	Weights []float32
+}
+
+// Plan groups routing results (idx and w are T×K, row-major) by expert:
+// experts ascending, tokens ascending within an expert.
+func Plan(idx []int32, w []float32, k, experts int, d *Dispatch) error {
+	count := make([]int, experts)
+	for _, e := range idx {
+		if e < 0 || int(e) >= experts {
+			return fmt.Errorf("moe: router chose expert %d of %d", e, experts)
+		}
+		count[e]++
+	}
+	d.Experts, d.Offs = d.Experts[:0], d.Offs[:0]
+	start := make([]int, experts)
+	s := 0
+	for e, c := range count {
+		start[e] = s
+		if c > 0 {
+			d.Experts = append(d.Experts, e)
+			d.Offs = append(d.Offs, s)
+		}
+		s += c
+	}
+	d.Offs = append(d.Offs, s)
+	d.Rows = resize(d.Rows, s)
+	d.Weights = resizeF(d.Weights, s)
+	for i, e := range idx {
+		p := start[e]
+		start[e]++
+		d.Rows[p] = int32(i / k)
+		d.Weights[p] = w[i]
+	}
+	return nil
+}
+
+func resize(s []int32, n int) []int32 {
+	if cap(s) < n {
+		return make([]int32, n)
+	}
+	return s[:n]
+}
+
+func resizeF(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+// Forward writes the block's output for x into out (same shape).
+func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor) error {
+	t, h := x.Rows, x.Cols
+	ne := m.Store.Experts(m.Layer)
+	k := m.Routing.K
+	logits, err := ws.Get("moe.logits", t, ne)
+	if err != nil {
+		return err
+	}
+	m.Router.Forward(b, logits, x)
+	idx := ws.Int32s("moe.idx", t*k)
+	wts := ws.Float32s("moe.w", t*k)
+	if err := b.Route(logits, m.Routing, idx, wts); err != nil {
+		return fmt.Errorf("moe layer %d: %w", m.Layer, err)
+	}
+	var d Dispatch
+	d.Rows, d.Weights = ws.Int32s("moe.rows", t*k), ws.Float32s("moe.slotw", t*k)
+	if err := Plan(idx, wts, k, ne, &d); err != nil {
+		return fmt.Errorf("moe layer %d: %w", m.Layer, err)
+	}
+	m.Store.Prefetch(ctx, m.Layer, d.Experts)
+	experts, err := m.Store.Acquire(ctx, m.Layer, d.Experts)
+	if err != nil {
+		return fmt.Errorf("moe layer %d: %w", m.Layer, err)
+	}
+	defer m.Store.Release(m.Layer, d.Experts)
+
+	slots := len(d.Rows)
+	inter := experts[0].Width()
+	xg, err := ws.Get("moe.x", slots, h)
+	if err != nil {
+		return err
+	}
+	b.Gather(xg, x, d.Rows)
+	var gate, up kernels.Tensor
+	if experts[0].GateUp != nil {
+		gu, err := ws.Get("moe.gu", slots, 2*inter)
+		if err != nil {
+			return err
+		}
+		kernels.MatMulGrouped(b, gu, xg, collect(experts, func(e *Expert) kernels.Weight { return e.GateUp }), d.Offs)
+		for i, e := range experts {
+			if !e.GateUpBias.IsZero() {
+				r := gu.RowRange(d.Offs[i], d.Offs[i+1])
+				b.Add(r, r, e.GateUpBias)
+			}
+		}
+		gate, up = gu.ColRange(0, inter), gu.ColRange(inter, 2*inter)
+	} else {
+		if gate, err = ws.Get("moe.g", slots, inter); err != nil {
+			return err
+		}
+		if up, err = ws.Get("moe.u", slots, inter); err != nil {
+			return err
+		}
+		kernels.MatMulGrouped(b, gate, xg, collect(experts, func(e *Expert) kernels.Weight { return e.Gate }), d.Offs)
+		kernels.MatMulGrouped(b, up, xg, collect(experts, func(e *Expert) kernels.Weight { return e.Up }), d.Offs)
+	}
+	act, err := ws.Get("moe.h", slots, inter)
+	if err != nil {
+		return err
+	}
+	b.Activate(act, gate, up, m.Act)
+	y, err := ws.Get("moe.y", slots, h)
+	if err != nil {
+		return err
+	}
+	kernels.MatMulGrouped(b, y, act, collect(experts, func(e *Expert) kernels.Weight { return e.Down }), d.Offs)
+	for i, e := range experts {
+		if !e.DownBias.IsZero() {
+			r := y.RowRange(d.Offs[i], d.Offs[i+1])
+			b.Add(r, r, e.DownBias)
+		}
+	}
+	b.Fill(out, 0)
+	b.ScatterAdd(out, y, d.Rows, d.Weights)
+	return nil
+}
+
+func collect(es []*Expert, f func(*Expert) kernels.Weight) []kernels.Weight {
+	out := make([]kernels.Weight, len(es))
+	for i, e := range es {
+		out[i] = f(e)
+	}
+	return out
+}
