@@ -21,9 +21,9 @@ func BindExperts(w *model.Weights, prefix string, n, hidden, inter int) ([]*Expe
 	switch {
 	case w.Has(prefix+"experts.gate_up_proj") || w.Has(prefix+"experts.gate_up_proj.weight"):
 		return bindFused(w, prefix, n, hidden, inter)
-	case w.Has(prefix+"switch_mlp.gate_proj.weight"):
+	case w.Has(prefix + "switch_mlp.gate_proj.weight"):
 		return bindStacked(w, prefix+"switch_mlp.", n, hidden, inter)
-	case w.Has(prefix+"experts.0.gate_proj.weight"):
+	case w.Has(prefix + "experts.0.gate_proj.weight"):
 		return bindPerExpert(w, prefix+"experts.", n, hidden, inter)
 	}
 	return nil, fault.Mark(fmt.Errorf("%s: no routed experts under %q: expected %sexperts.gate_up_proj, %sswitch_mlp.gate_proj.weight or %sexperts.0.gate_proj.weight",

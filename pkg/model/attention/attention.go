@@ -17,7 +17,7 @@ import (
 // Block is one attention layer.
 type Block struct {
 	// Layer is the cache layer this block reads and writes.
-	Layer int
+	Layer      int
 	Q, K, V, O *model.Linear
 	// QNorm and KNorm are per-head RMSNorm weights (1×HeadDim) or zero.
 	QNorm, KNorm kernels.Tensor
