@@ -78,6 +78,10 @@ func Default() *Registry {
 			ModelModule:  modulePrefix + "qwen3moe",
 			KVCache:      KVStandard,
 			Specdec:      SpecdecV7,
+			// pkg/model/qwen3moe: parity with transformers on every
+			// qwen3_moe fixture, and batched forward steps over
+			// per-sequence caches bit-identical to single ones.
+			Support: Support{Forward: true, Batching: true},
 		},
 	)
 	if err != nil {
