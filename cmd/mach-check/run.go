@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/maniac-ai/mach/pkg/checkpoint"
 	"github.com/maniac-ai/mach/pkg/cliapp"
@@ -94,7 +93,7 @@ func resolve(ctx context.Context, d deps, opts options, stderr io.Writer) (*chec
 	if opts.LocalOnly {
 		return nil, fault.Mark(fmt.Errorf("%s: no such directory (--local-only needs a local checkpoint directory and never fetches a repo)", opts.Model), fault.ErrIO)
 	}
-	if !repoShaped(opts.Model) {
+	if !hub.LooksLikeRepoID(opts.Model) {
 		return nil, fault.Mark(fmt.Errorf("%s: no such directory, and not a Hugging Face repo id (org/name)", opts.Model), fault.ErrIO)
 	}
 	if err := hub.ValidateRepoID(opts.Model); err != nil {
@@ -130,17 +129,6 @@ func resolve(ctx context.Context, d deps, opts options, stderr io.Writer) (*chec
 		in.Warnings = append(in.Warnings, layoutErr.Error())
 	}
 	return in, nil
-}
-
-// repoShaped: exactly one '/', not a path (./x, ../x, /x, ~/x). A repo id
-// that is shaped right but invalid (org/.., bad characters) then gets the
-// hub's validation message.
-func repoShaped(s string) bool {
-	if s == "" || filepath.IsAbs(s) || strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") ||
-		strings.HasPrefix(s, "../") || strings.HasPrefix(s, "~") || strings.Contains(s, `\`) {
-		return false
-	}
-	return strings.Count(s, "/") == 1
 }
 
 func cacheRoot(d deps, flag string) (string, error) {

@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -379,10 +378,12 @@ func (c *Client) FetchConfig(ctx context.Context, repo, revision string) (*Snaps
 }
 
 // LooksLikeRepoID reports whether s is shaped like org/name rather than a
-// path (no leading '.', '/' or '~', exactly one '/').
+// path: exactly one '/', not starting with '/', '.', or '~'. A shaped but
+// invalid id (org/.., bad characters) is for ValidateRepoID to explain.
 func LooksLikeRepoID(s string) bool {
-	if s == "" || strings.HasPrefix(s, ".") || strings.HasPrefix(s, "/") || strings.HasPrefix(s, "~") || filepath.IsAbs(s) {
+	if s == "" || filepath.IsAbs(s) || strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".") ||
+		strings.HasPrefix(s, "~") || strings.Contains(s, `\`) {
 		return false
 	}
-	return strings.Count(path.Clean(s), "/") == 1 && !strings.Contains(s, `\`)
+	return strings.Count(s, "/") == 1
 }

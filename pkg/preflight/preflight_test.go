@@ -1,0 +1,361 @@
+package preflight_test
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/maniac-ai/mach/pkg/capability"
+	"github.com/maniac-ai/mach/pkg/checkpoint"
+	"github.com/maniac-ai/mach/pkg/hostmem"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
+	"github.com/maniac-ai/mach/pkg/preflight"
+	"github.com/maniac-ai/mach/pkg/registry"
+	"github.com/maniac-ai/mach/pkg/sidecar"
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.WriteFile(p, got, 0o644))
+	}
+	want, err := os.ReadFile(p)
+	require.NoError(t, err, "run go test -update to create %s", p)
+	require.Equal(t, string(want), string(got))
+}
+
+// TestThisBuildMatrix pins what this build claims for every path and
+// architecture. A commit that lands a feature flips its flag in ThisBuild
+// and regenerates this file with -update.
+func TestThisBuildMatrix(t *testing.T) {
+	b := preflight.ThisBuild(registry.Default())
+	got, err := json.MarshalIndent(b.Matrix(), "", "  ")
+	require.NoError(t, err)
+	golden(t, "matrix.golden.json", append(got, '\n'))
+}
+
+// Nothing is servable yet: there is no HTTP server, so no verdict may be
+// supported, and the only path that may claim ok is continuous batching of
+// an architecture whose batched forward pass is implemented and tested.
+func TestThisBuildIsHonest(t *testing.T) {
+	b := preflight.ThisBuild(registry.Default())
+	for _, a := range b.Registry.All() {
+		paths := b.Paths(a, nil)
+		for _, p := range paths {
+			if p.Status == capability.OK {
+				require.True(t, p.Path == capability.ContinuousBatching && a.Support.Forward && a.Support.Batching,
+					"%s/%s claims ok: %s", a.ModelType, p.Path, p.Reason)
+			}
+			require.True(t, p.Status.Valid())
+			require.NotEmpty(t, p.Reason)
+			if p.Status == capability.Blocked {
+				require.Contains(t, p.Reason, "not implemented in this build")
+			}
+		}
+		v := preflight.Decide(a, paths)
+		require.False(t, v.Supported)
+		require.Contains(t, v.Reason, "registered, but not servable by this build")
+	}
+}
+
+// everything returns a build where every feature and every architecture's
+// support is on, to exercise the checkpoint-dependent logic that later
+// builds will reach.
+func everything(t *testing.T) preflight.Build {
+	t.Helper()
+	var archs []registry.Arch
+	for _, a := range registry.Default().All() {
+		a.Support = registry.Support{Forward: true, Batching: true, PrefixReuse: true}
+		archs = append(archs, a)
+	}
+	reg, err := registry.New(archs...)
+	require.NoError(t, err)
+	return preflight.Build{Registry: reg, Features: preflight.Features{
+		HTTPServer: true, ExpertStreaming: true, ResidentStacked: true, BF16Streaming: true,
+		GGUFExperts2Bit: true, Specdec: true, TurboQuantKV: true, NativeToolGrammar: true,
+	}}
+}
+
+func loadConfig(t *testing.T, name string) *modelconfig.Config {
+	t.Helper()
+	c, err := modelconfig.ReadFile(filepath.Join("testdata", name+".json"))
+	require.NoError(t, err)
+	return c
+}
+
+func statuses(paths []preflight.PathResult) map[capability.Path]capability.Status {
+	m := map[capability.Path]capability.Status{}
+	for _, p := range paths {
+		m[p.Path] = p.Status
+	}
+	return m
+}
+
+// The architecture-only matrix of a complete build matches the seed's
+// documented matrix where the seed is about architectures (statuses that
+// depend on a checkpoint are unknown).
+func TestMatrixWhenEverythingIsImplemented(t *testing.T) {
+	b := everything(t)
+	m := b.Matrix()
+	ok, bl, na, un, need := capability.OK, capability.Blocked, capability.NA, capability.Unknown, capability.NeedsArtifact
+	want := map[string]map[capability.Path]capability.Status{
+		"deepseek_v4": {"openai_http": ok, "expert_streaming": ok, "resident_stacked": bl, "bf16_streaming": un, "gguf_experts_2bit": un,
+			"specdec": need, "continuous_batching": bl, "turboquant_kv": ok, "prefix_kv_reuse": ok, "native_tool_grammar": na},
+		"gemma4": {"openai_http": ok, "expert_streaming": ok, "resident_stacked": un, "bf16_streaming": un, "gguf_experts_2bit": un,
+			"specdec": na, "continuous_batching": ok, "turboquant_kv": ok, "prefix_kv_reuse": ok, "native_tool_grammar": na},
+		"qwen3_moe": {"openai_http": ok, "expert_streaming": ok, "resident_stacked": un, "bf16_streaming": un, "gguf_experts_2bit": un,
+			"specdec": need, "continuous_batching": ok, "turboquant_kv": ok, "prefix_kv_reuse": ok, "native_tool_grammar": ok},
+	}
+	for arch, paths := range want {
+		for p, s := range paths {
+			require.Equal(t, s, m[arch][p].Status, "%s/%s: %s", arch, p, m[arch][p].Reason)
+		}
+	}
+}
+
+func inspection(cfg *modelconfig.Config, layout checkpoint.Layout, q checkpoint.Quant) *checkpoint.Inspection {
+	return &checkpoint.Inspection{Dir: "/ckpt", Config: cfg, WeightsInspected: true, Layout: layout, Quant: q,
+		Experts: checkpoint.Experts{Bytes: 1000}, NonExpertBytes: 500}
+}
+
+func validSidecar(mode string, bits int) checkpoint.SidecarProbe {
+	return checkpoint.SidecarProbe{Present: true, Valid: true, Verified: true, Layout: &sidecar.Layout{
+		Quant: sidecar.Quant{Mode: mode, Bits: bits}, ExpertStride: 100,
+		Layers: []sidecar.Layer{{Index: 0, File: "layer_00.bin", Size: 800}}, NumExperts: 8}}
+}
+
+func TestGatesForCheckpoints(t *testing.T) {
+	b := everything(t)
+	qwen := loadConfig(t, "qwen3_moe")
+	big := &modelconfig.Config{ModelType: "qwen3_moe", HiddenSize: 2048, MoEIntermediateSize: 768, NumLayers: 1, NumExperts: 8}
+	gptoss := &modelconfig.Config{ModelType: "gpt_oss", HiddenSize: 2880, MoEIntermediateSize: 2880, NumLayers: 1, NumExperts: 32}
+	bf16 := checkpoint.Quant{Mode: "bf16", Bits: 16, Source: "tensors"}
+	mx := checkpoint.Quant{Mode: "mxfp4", Bits: 4, GroupSize: 32, Source: "tensors"}
+	ok, bl, na, need := capability.OK, capability.Blocked, capability.NA, capability.NeedsArtifact
+	tests := []struct {
+		name      string
+		arch      string
+		in        func() *checkpoint.Inspection
+		want      map[capability.Path]capability.Status
+		supported bool
+		serve     string
+	}{
+		{"engine layout with a bf16 sidecar", "qwen3_moe", func() *checkpoint.Inspection {
+			in := inspection(qwen, checkpoint.Engine, bf16)
+			in.Sidecar = validSidecar("bf16", 16)
+			return in
+		}, map[capability.Path]capability.Status{"openai_http": ok, "expert_streaming": ok, "resident_stacked": na, "bf16_streaming": ok,
+			"gguf_experts_2bit": na, "specdec": need}, true, "mach-serve --checkpoint /ckpt --streaming --target-only"},
+		{"stacked mxfp4 without sidecar", "gpt_oss", func() *checkpoint.Inspection {
+			return inspection(gptoss, checkpoint.Stacked, mx)
+		}, map[capability.Path]capability.Status{"openai_http": ok, "expert_streaming": need, "resident_stacked": ok, "bf16_streaming": na,
+			"gguf_experts_2bit": na, "specdec": na}, true, "mach-serve --checkpoint /ckpt"},
+		{"per-expert bf16 without sidecar", "qwen3_moe", func() *checkpoint.Inspection {
+			return inspection(qwen, checkpoint.PerExpert, bf16)
+		}, map[capability.Path]capability.Status{"openai_http": need, "expert_streaming": need, "resident_stacked": na, "bf16_streaming": need}, false, ""},
+		{"deepseek stacked upstream", "deepseek_v4", func() *checkpoint.Inspection {
+			return inspection(loadConfig(t, "deepseek_v4"), checkpoint.Stacked, mx)
+		}, map[capability.Path]capability.Status{"openai_http": need, "expert_streaming": need, "resident_stacked": bl, "specdec": need}, false, ""},
+		{"deepseek with its MTP head", "deepseek_v4", func() *checkpoint.Inspection {
+			in := inspection(loadConfig(t, "deepseek_v4"), checkpoint.Engine, mx)
+			in.Sidecar, in.MTPTensors = validSidecar("mxfp4", 4), true
+			return in
+		}, map[capability.Path]capability.Status{"openai_http": ok, "specdec": ok}, true, "mach-serve --checkpoint /ckpt --streaming"},
+		{"usable draft", "qwen3_moe", func() *checkpoint.Inspection {
+			in := inspection(qwen, checkpoint.Engine, bf16)
+			in.Sidecar = validSidecar("bf16", 16)
+			in.Draft = checkpoint.DraftProbe{Dir: "/drafts/d 1", Usable: true}
+			return in
+		}, map[capability.Path]capability.Status{"specdec": ok}, true, "mach-serve --checkpoint /ckpt --streaming --draft-dir '/drafts/d 1'"},
+		{"unusable draft", "qwen3_moe", func() *checkpoint.Inspection {
+			in := inspection(qwen, checkpoint.Engine, bf16)
+			in.Sidecar = validSidecar("bf16", 16)
+			in.Draft = checkpoint.DraftProbe{Dir: "/d", Explicit: true, Reason: "no weights"}
+			return in
+		}, map[capability.Path]capability.Status{"specdec": need}, true, "mach-serve --checkpoint /ckpt --streaming --target-only"},
+		{"gguf 2-bit sidecar", "qwen3_moe", func() *checkpoint.Inspection {
+			in := inspection(big, checkpoint.Engine, checkpoint.Quant{Mode: "iq2_xxs", Bits: 2, Source: "sidecar"})
+			in.Sidecar = validSidecar("iq2_xxs", 2)
+			return in
+		}, map[capability.Path]capability.Status{"gguf_experts_2bit": ok, "bf16_streaming": na, "expert_streaming": ok}, true, "mach-serve --checkpoint /ckpt --streaming --target-only"},
+		{"invalid sidecar", "qwen3_moe", func() *checkpoint.Inspection {
+			in := inspection(qwen, checkpoint.PerExpert, bf16)
+			in.Sidecar = checkpoint.SidecarProbe{Present: true, Err: errors.New("layer_01.bin is missing")}
+			return in
+		}, map[capability.Path]capability.Status{"expert_streaming": need, "openai_http": need}, false, ""},
+		{"remote config only", "qwen3_moe", func() *checkpoint.Inspection {
+			in := checkpoint.InspectConfig("/cache", qwen, nil, "")
+			return in
+		}, map[capability.Path]capability.Status{"openai_http": ok, "resident_stacked": capability.Unknown, "bf16_streaming": need}, true, "mach-serve --checkpoint /ckpt --target-only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			arch, ok := b.Registry.Lookup(tt.arch)
+			require.True(t, ok)
+			in := tt.in()
+			paths := b.Paths(arch, in)
+			got := statuses(paths)
+			for p, s := range tt.want {
+				require.Equal(t, s, got[p], "%s", p)
+			}
+			v := preflight.Decide(arch, paths)
+			require.Equal(t, tt.supported, v.Supported, v.Reason)
+			require.Equal(t, tt.serve, preflight.ServeCommand("/ckpt", v, paths, in.Draft.Dir))
+		})
+	}
+}
+
+func TestKVBytes(t *testing.T) {
+	tests := []struct {
+		config string
+		kind   registry.KVCacheKind
+		ctx    int
+		want   int64
+	}{
+		// 3 layers × K,V × 2 heads × 16 dims × 512 tokens × 2 bytes.
+		{"qwen3_moe", registry.KVStandard, 512, 3 * 2 * 2 * 16 * 512 * 2},
+		// Two sliding layers keep the 8-token window, two full layers 512.
+		{"gpt_oss", registry.KVRotating, 512, 2*(2*2*16*2*8) + 2*(2*2*16*2*512)},
+		// One full layer; three GDN layers of conv (3 × 128 × bf16) and
+		// state (4 heads × 16 × 16 × fp32).
+		{"qwen3_5_moe", registry.KVHybridGDN, 512, 2*2*16*2*512 + 3*(3*128*2+4*16*16*4)},
+		// Window 8 × 32 dims on every layer; HCA (ratio 8) 64 entries;
+		// two CSA layers (ratio 4) 128 entries plus 16-dim indexer keys.
+		{"deepseek_v4", registry.KVCompressed, 512, 4*(8*32*2) + 64*32*2 + 2*(128*32*2+128*16*2)},
+		// Gemma 4: three sliding layers (window 8, 2 heads × 16), one full
+		// layer with per_layer_config head_dim 512.
+		{"gemma4", registry.KVRotating, 512, 3*(2*2*16*2*8) + 2*2*512*2*512},
+	}
+	for _, tt := range tests {
+		t.Run(tt.config, func(t *testing.T) {
+			require.Equal(t, tt.want, preflight.KVBytes(loadConfig(t, tt.config), tt.kind, tt.ctx))
+		})
+	}
+}
+
+func TestMemoryVerdict(t *testing.T) {
+	tests := []struct {
+		ws, avail int64
+		want      string
+	}{
+		{80, 100, preflight.Fits},
+		{81, 100, preflight.Tight},
+		{100, 100, preflight.Tight},
+		{101, 100, preflight.WontFit},
+		{10, 0, preflight.Unknown},
+		{0, 100, preflight.Unknown},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, preflight.MemoryVerdict(tt.ws, tt.avail), "%d of %d", tt.ws, tt.avail)
+	}
+}
+
+func host(avail uint64) func() (hostmem.Info, error) {
+	return func() (hostmem.Info, error) { return hostmem.Info{Total: 2 * avail, Available: avail, Source: "test"}, nil }
+}
+
+func TestEstimateMemory(t *testing.T) {
+	arch, _ := registry.Default().Lookup("qwen3_moe")
+	qwen := loadConfig(t, "qwen3_moe")
+	t.Run("from tensors", func(t *testing.T) {
+		in := inspection(qwen, checkpoint.Stacked, checkpoint.Quant{Mode: "f32", Bits: 32})
+		m := preflight.EstimateMemory(in, arch, preflight.MemoryOptions{Host: host(1 << 30)})
+		require.Equal(t, 512, m.ContextLength, "min(max_position_embeddings, 8192)")
+		require.Equal(t, int64(1000), m.ExpertsBytes)
+		require.Equal(t, int64(500), m.NonExpertBytes)
+		require.Equal(t, int64(3*2*2*16*512*2), m.KVBytes)
+		require.Equal(t, 1000+500+m.KVBytes, m.WorkingSetBytes)
+		require.Equal(t, preflight.Fits, m.Verdict)
+		require.False(t, m.FromConfig)
+	})
+	t.Run("expert cache", func(t *testing.T) {
+		in := inspection(qwen, checkpoint.Stacked, checkpoint.Quant{Mode: "f32", Bits: 32})
+		m := preflight.EstimateMemory(in, arch, preflight.MemoryOptions{ContextLength: 100, ExpertCacheBytes: 300, Host: host(1 << 30)})
+		require.Equal(t, 100, m.ContextLength)
+		require.Equal(t, 300+500+m.KVBytes, m.WorkingSetBytes)
+	})
+	t.Run("wont fit", func(t *testing.T) {
+		in := inspection(qwen, checkpoint.Stacked, checkpoint.Quant{Mode: "f32", Bits: 32})
+		m := preflight.EstimateMemory(in, arch, preflight.MemoryOptions{Host: host(1000)})
+		require.Equal(t, preflight.WontFit, m.Verdict)
+		require.Equal(t, int64(1000), m.AvailableBytes)
+	})
+	t.Run("host unknown", func(t *testing.T) {
+		in := inspection(qwen, checkpoint.Stacked, checkpoint.Quant{Mode: "f32", Bits: 32})
+		m := preflight.EstimateMemory(in, arch, preflight.MemoryOptions{Host: func() (hostmem.Info, error) { return hostmem.Info{}, hostmem.ErrUnsupported }})
+		require.Equal(t, preflight.Unknown, m.Verdict)
+		require.Positive(t, m.WorkingSetBytes, "the byte math still works")
+		require.Contains(t, m.Note, "not measurable")
+	})
+	t.Run("from config", func(t *testing.T) {
+		// 48 MoE layers × 128 experts × 3 × 2048 × 768 at 4.5 bits (affine
+		// 4-bit, group 64) — Qwen3-30B-A3B in MLX 4-bit.
+		cfg, err := modelconfig.Parse([]byte(`{"model_type":"qwen3_moe","hidden_size":2048,"num_hidden_layers":48,"num_attention_heads":32,
+			"num_key_value_heads":4,"head_dim":128,"vocab_size":151936,"num_experts":128,"moe_intermediate_size":768,
+			"max_position_embeddings":40960,"quantization":{"bits":4,"group_size":64}}`))
+		require.NoError(t, err)
+		in := checkpoint.InspectConfig("/cache", cfg, nil, "")
+		m := preflight.EstimateMemory(in, arch, preflight.MemoryOptions{Host: host(64e9)})
+		require.True(t, m.FromConfig)
+		require.Equal(t, int64(48*128*3*2048*768*4.5/8), m.ExpertsBytes)
+		// Embeddings and head (2 × 151936 × 2048), attention (48 × (2 ×
+		// 2048 × 4096 + 2 × 2048 × 512)) and routers (48 × 128 × 2048).
+		params := 2*151936*2048 + 48*(2*2048*4096+2*2048*512) + 48*128*2048
+		require.Equal(t, int64(float64(params)*4.5/8), m.NonExpertBytes)
+		require.Equal(t, int64(48*2*4*128*8192*2), m.KVBytes)
+		require.Equal(t, 8192, m.ContextLength)
+		require.Equal(t, preflight.Fits, m.Verdict)
+		// The real MLX 4-bit checkpoint is about 17.2 GB of weights; KV at
+		// 8192 tokens adds 0.8 GB.
+		require.InDelta(t, 18.0e9, float64(m.WorkingSetBytes), 0.5e9)
+	})
+	t.Run("config lacks dimensions", func(t *testing.T) {
+		cfg, err := modelconfig.Parse([]byte(`{"model_type":"qwen3_moe"}`))
+		require.NoError(t, err)
+		m := preflight.EstimateMemory(checkpoint.InspectConfig("", cfg, nil, ""), arch, preflight.MemoryOptions{Host: host(1e9)})
+		require.Equal(t, preflight.Unknown, m.Verdict)
+	})
+}
+
+func TestReportJSONKeys(t *testing.T) {
+	b := preflight.ThisBuild(registry.Default())
+	arch, _ := b.Registry.Lookup("qwen3_moe")
+	in := inspection(loadConfig(t, "qwen3_moe"), checkpoint.PerExpert, checkpoint.Quant{Mode: "f32", Bits: 32})
+	r := b.Check("/ckpt", arch, in, preflight.CheckOptions{Memory: preflight.MemoryOptions{Host: host(1e9)}})
+	raw, err := json.Marshal(r)
+	require.NoError(t, err)
+	var m map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(raw, &m))
+	keys := func(m map[string]json.RawMessage) []string {
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		return out
+	}
+	require.ElementsMatch(t, []string{"model", "model_type", "supported", "layout", "quant", "artifacts", "memory", "paths", "verdict", "serve_command"}, keys(m))
+	sub := func(k string) map[string]json.RawMessage {
+		var s map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(m[k], &s))
+		return s
+	}
+	require.ElementsMatch(t, []string{"mode", "bits", "group_size"}, keys(sub("quant")))
+	require.ElementsMatch(t, []string{"sidecar", "draft_dir"}, keys(sub("artifacts")))
+	require.ElementsMatch(t, []string{"verdict", "experts_bytes", "non_expert_bytes", "kv_bytes", "context_length", "working_set_bytes", "available_bytes"}, keys(sub("memory")))
+	paths := sub("paths")
+	require.Len(t, paths, len(capability.Paths()))
+	for _, p := range capability.Paths() {
+		var res map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(paths[string(p)], &res))
+		require.ElementsMatch(t, []string{"status", "reason"}, keys(res), "%s", p)
+	}
+	require.Equal(t, "null", string(m["serve_command"]))
+	require.False(t, r.Supported)
+}
