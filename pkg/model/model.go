@@ -17,6 +17,7 @@ import (
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/kvcache"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
 )
 
 // Model is a loaded architecture the engine can step.
@@ -84,3 +85,12 @@ type Output struct {
 	// for LastLogits, len(Tokens) rows for AllLogits, nil for NoLogits.
 	Logits [][]float32
 }
+
+// LoadFunc loads one architecture from a checkpoint directory whose config
+// has been read.
+type LoadFunc func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (Model, error)
+
+// Loaders maps config.json model_type to the architecture's LoadFunc. It is
+// a value built by the caller (model/archs.Loaders has every architecture
+// of this build).
+type Loaders map[string]LoadFunc

@@ -57,6 +57,11 @@ type LoadOptions struct {
 	Store moe.Store
 }
 
+// Loader is Load with the default options, as a model.LoadFunc.
+func Loader(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (model.Model, error) {
+	return Load(ctx, dir, cfg, b, LoadOptions{})
+}
+
 // Load binds the checkpoint in dir (whose config is cfg) to backend b.
 func Load(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, lo LoadOptions) (*Model, error) {
 	opts, err := ParseOptions(cfg)

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package procmem
+
+func read() (Usage, error) { return Usage{}, ErrUnsupported }
