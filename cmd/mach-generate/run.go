@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/maniac-ai/mach/kernels"
+	"github.com/maniac-ai/mach/pkg/chat"
+	"github.com/maniac-ai/mach/pkg/checkpoint"
+	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/engine"
+	"github.com/maniac-ai/mach/pkg/fault"
+	"github.com/maniac-ai/mach/pkg/hub"
+	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/registry"
+	"github.com/maniac-ai/mach/pkg/sample"
+)
+
+// maxPromptBytes bounds --prompt-file.
+const maxPromptBytes = 64 << 20
+
+// deps are what run needs from outside; tests replace them.
+type deps struct {
+	registry *registry.Registry
+	loaders  model.Loaders
+	getenv   func(string) string
+	stdin    io.Reader
+}
+
+type options struct {
+	Model                       string
+	Prompt, PromptFile          string
+	PromptTokens                string
+	Chat                        bool
+	System                      string
+	MaxTokens                   int
+	Temperature, TopP, MinP     float64
+	TopK                        int
+	Seed                        *uint64
+	Stop                        []string
+	TokenizeOnly, JSON, Verbose bool
+	KVCache                     string
+	Threads                     int
+	CacheDir                    string
+	Streaming                   bool
+}
+
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fault.Mark(fmt.Errorf("--prompt-file: %w", err), fault.ErrIO)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPromptBytes+1))
+	if err != nil {
+		return nil, fault.Mark(fmt.Errorf("--prompt-file %s: %w", path, err), fault.ErrIO)
+	}
+	return b, nil
+}
+
+func parseIDs(s string) ([]int32, error) {
+	var ids []int32
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.ParseInt(f, 10, 32)
+		if err != nil || n < 0 {
+			return nil, cliapp.Usagef("--prompt-tokens: %q is not a token id (want comma-separated non-negative integers)", f)
+		}
+		ids = append(ids, int32(n))
+	}
+	return ids, nil
+}
+
+// request builds the engine request from the options.
+func (o options) request() (*engine.Request, error) {
+	req := &engine.Request{
+		MaxTokens: o.MaxTokens,
+		Stop:      o.Stop,
+		Sampling: sample.Options{
+			Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, MinP: o.MinP, Seed: o.Seed,
+		},
+	}
+	switch {
+	case o.PromptTokens != "":
+		ids, err := parseIDs(o.PromptTokens)
+		if err != nil {
+			return nil, err
+		}
+		req.PromptTokens = ids
+	case o.Chat:
+		if o.System != "" {
+			req.Messages = append(req.Messages, chat.Message{Role: "system", Content: o.System})
+		}
+		req.Messages = append(req.Messages, chat.Message{Role: "user", Content: o.Prompt})
+	default:
+		req.Prompt = o.Prompt
+	}
+	return req, nil
+}
+
+func run(ctx context.Context, d deps, o options, stdout, stderr io.Writer) error {
+	if o.Streaming {
+		return fault.NotImplemented("expert streaming (--streaming)")
+	}
+	dir, err := resolve(d, o)
+	if err != nil {
+		return err
+	}
+	req, err := o.request()
+	if err != nil {
+		return err
+	}
+	if o.TokenizeOnly {
+		ids, err := engine.NewPrompter(dir).Prompt(req)
+		if err != nil {
+			return err
+		}
+		if o.JSON {
+			return cliapp.WriteJSON(stdout, map[string]any{"prompt_tokens": ids})
+		}
+		_, err = fmt.Fprintln(stdout, joinIDs(ids))
+		return err
+	}
+
+	cacheType := kernels.F16
+	if o.KVCache == "f32" {
+		cacheType = kernels.F32
+	}
+	terminal := isTerminal(stderr)
+	if terminal && !o.JSON {
+		fmt.Fprintf(stderr, "loading %s …\r", dir)
+	}
+	e, err := engine.Load(ctx, dir, engine.Options{
+		Loaders: d.loaders, Registry: d.registry, Threads: o.Threads, CacheType: cacheType,
+	})
+	if terminal && !o.JSON {
+		fmt.Fprintf(stderr, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if terminal {
+		req.OnPrefill = func(done, total int) {
+			if total > 512 {
+				fmt.Fprintf(stderr, "\rprefill %d/%d tokens\033[K", done, total)
+				if done == total {
+					fmt.Fprint(stderr, "\r\033[K")
+				}
+			}
+		}
+	}
+	var sum *engine.Summary
+	err = e.Generate(ctx, req, func(t engine.Token) error {
+		if t.Final != nil {
+			sum = t.Final
+		}
+		if o.JSON || t.Text == "" {
+			return nil
+		}
+		_, err := io.WriteString(stdout, t.Text)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	peak, _ := e.PeakMemory()
+	info := e.Info()
+	if o.JSON {
+		return cliapp.WriteJSON(stdout, jsonResult(sum, e.LoadTime, peak.PeakRSS, info))
+	}
+	if !strings.HasSuffix(sum.Text, "\n") {
+		fmt.Fprintln(stdout)
+	}
+	if o.Verbose {
+		fmt.Fprintf(stderr, "model:      %s (%s, %s)\n", dir, info.ModelType, info.Backend)
+		fmt.Fprintf(stderr, "load:       %.2f s\n", e.LoadTime.Seconds())
+		fmt.Fprintf(stderr, "prompt:     %d tokens, %.2f tokens/s\n", len(sum.PromptTokens), sum.PrefillTokensPerSecond())
+		fmt.Fprintf(stderr, "generation: %d tokens, %.2f tokens/s (%s)\n", len(sum.Tokens), sum.DecodeTokensPerSecond(), sum.FinishReason)
+		if peak.PeakRSS > 0 {
+			fmt.Fprintf(stderr, "peak RSS:   %.2f GB (file-backed %.2f GB, anonymous %.2f GB)\n",
+				float64(peak.PeakRSS)/1e9, float64(peak.File)/1e9, float64(peak.Anon)/1e9)
+		}
+	}
+	return nil
+}
+
+type timings struct {
+	LoadS             float64 `json:"load_s"`
+	PrefillS          float64 `json:"prefill_s"`
+	DecodeS           float64 `json:"decode_s"`
+	PrefillTokensPerS float64 `json:"prefill_tokens_per_s"`
+	DecodeTokensPerS  float64 `json:"decode_tokens_per_s"`
+}
+
+type result struct {
+	PromptTokens []int32 `json:"prompt_tokens"`
+	Tokens       []int32 `json:"tokens"`
+	Text         string  `json:"text"`
+	FinishReason string  `json:"finish_reason"`
+	Timings      timings `json:"timings"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	ModelType    string  `json:"model_type"`
+	Backend      string  `json:"backend"`
+}
+
+func jsonResult(s *engine.Summary, load time.Duration, peak int64, info model.Info) result {
+	toks := s.Tokens
+	if toks == nil {
+		toks = []int32{}
+	}
+	return result{
+		PromptTokens: s.PromptTokens, Tokens: toks, Text: s.Text, FinishReason: s.FinishReason,
+		Timings: timings{
+			LoadS: load.Seconds(), PrefillS: s.Prefill.Seconds(), DecodeS: s.Decode.Seconds(),
+			PrefillTokensPerS: s.PrefillTokensPerSecond(), DecodeTokensPerS: s.DecodeTokensPerSecond(),
+		},
+		PeakRSSBytes: peak, ModelType: info.ModelType, Backend: info.Backend,
+	}
+}
+
+func joinIDs(ids []int32) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(id)))
+	}
+	return b.String()
+}
+
+// resolve finds MODEL: a directory, or a repo id whose weights are in the
+// engine cache or the Hugging Face hub cache.
+func resolve(d deps, o options) (string, error) {
+	if st, err := os.Stat(o.Model); err == nil {
+		if !st.IsDir() {
+			return "", cliapp.Usagef("%s is a file; MODEL is a checkpoint directory (holding config.json) or a cached repo id", o.Model)
+		}
+		return o.Model, nil
+	}
+	if err := hub.ValidateRepoID(o.Model); err != nil || strings.Count(o.Model, "/") != 1 || filepath.IsAbs(o.Model) || strings.HasPrefix(o.Model, ".") {
+		return "", fault.Mark(fmt.Errorf("%s: no such directory, and not a Hugging Face repo id (org/name)", o.Model), fault.ErrIO)
+	}
+	roots := cacheRoots(d, o.CacheDir)
+	found, _ := checkpoint.Scan(roots)
+	var configOnly string
+	for _, f := range found {
+		if f.RepoID != o.Model && f.Name != o.Model {
+			continue
+		}
+		if f.Installed {
+			return f.Dir, nil
+		}
+		configOnly = f.Dir
+	}
+	if configOnly != "" {
+		return "", fault.Mark(fmt.Errorf("%s: only its config is cached (%s); mach-generate needs the weights, which it never downloads — fetch the checkpoint (e.g. huggingface-cli download %s) and try again",
+			o.Model, configOnly, o.Model), fault.ErrIO)
+	}
+	return "", fault.Mark(fmt.Errorf("%s: not a directory and not in the model caches (%s); download it first or pass a checkpoint directory",
+		o.Model, strings.Join(roots, ", ")), fault.ErrIO)
+}
+
+func cacheRoots(d deps, flag string) []string {
+	var roots []string
+	switch {
+	case flag != "":
+		roots = append(roots, flag)
+	case d.getenv(hub.EnvCacheDir) != "":
+		roots = append(roots, d.getenv(hub.EnvCacheDir))
+	default:
+		if home, err := os.UserHomeDir(); err == nil {
+			roots = append(roots, filepath.Join(home, ".cache", "mach"))
+		}
+	}
+	switch {
+	case d.getenv("HF_HUB_CACHE") != "":
+		roots = append(roots, d.getenv("HF_HUB_CACHE"))
+	case d.getenv("HF_HOME") != "":
+		roots = append(roots, filepath.Join(d.getenv("HF_HOME"), "hub"))
+	default:
+		if home, err := os.UserHomeDir(); err == nil {
+			roots = append(roots, filepath.Join(home, ".cache", "huggingface", "hub"))
+		}
+	}
+	return roots
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
