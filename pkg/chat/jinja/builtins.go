@@ -39,7 +39,7 @@ func globalNames() []string {
 
 const maxRange = 1 << 20
 
-func fnRange(_ *renderer, args []any, _ *Dict) (any, error) {
+func fnRange(r *renderer, args []any, _ *Dict) (any, error) {
 	var a [3]int64
 	for i, v := range args {
 		if i > 2 {
@@ -69,6 +69,11 @@ func fnRange(_ *renderer, args []any, _ *Dict) (any, error) {
 	for i := start; (step > 0 && i < stop) || (step < 0 && i > stop); i += step {
 		if len(out) >= maxRange {
 			return nil, limitError(fmt.Sprintf("range() with more than %d items", maxRange))
+		}
+		if len(out)&1023 == 0 {
+			if err := r.stepN(1024); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, i)
 	}
@@ -289,6 +294,11 @@ func callFilter(r *renderer, name string, v any, args []any, kw *Dict) (any, err
 	}
 	if u, ok := v.(Undefined); ok && u.unsafe != "" {
 		return nil, securityError(u.unsafe)
+	}
+	if n, ok := length(v); ok {
+		if err := r.stepN(n); err != nil {
+			return nil, err
+		}
 	}
 	return f(r, v, args, kw)
 }
@@ -783,7 +793,8 @@ func fRound(_ *renderer, v any, args []any, kw *Dict) (any, error) {
 	p := math.Pow(10, float64(prec))
 	switch method {
 	case "common":
-		return math.Round(f*p) / p, nil
+		// Python's round(): halves go to the even neighbour.
+		return math.RoundToEven(f*p) / p, nil
 	case "ceil":
 		return math.Ceil(f*p) / p, nil
 	case "floor":

@@ -103,10 +103,40 @@ var (
 	errContinue = errors.New("continue")
 )
 
-func (r *renderer) step() error {
-	r.steps++
+func (r *renderer) step() error { return r.stepN(1) }
+
+// stepN charges n units of work: statements, loop iterations, and items or
+// kilobytes that builtins produce, so that every render is bounded.
+func (r *renderer) stepN(n int) error {
+	r.steps += n
 	if r.steps > r.lim.MaxSteps {
 		return limitError(fmt.Sprintf("template executed more than %d steps", r.lim.MaxSteps))
+	}
+	return nil
+}
+
+// checkSize bounds values built by concatenation, so that doubling a
+// string or list in a loop fails cleanly instead of exhausting memory.
+func (r *renderer) checkSize(v any) error {
+	switch x := v.(type) {
+	case string:
+		if err := r.stepN(len(x) >> 10); err != nil {
+			return err
+		}
+		if len(x) > r.lim.MaxOutput {
+			return limitError(fmt.Sprintf("string of %d bytes exceeds the output limit", len(x)))
+		}
+	case []any:
+		if err := r.stepN(len(x)); err != nil {
+			return err
+		}
+		if len(x) > maxRange {
+			return limitError(fmt.Sprintf("list of %d items exceeds %d", len(x), maxRange))
+		}
+	case Tuple:
+		if len(x) > maxRange {
+			return limitError(fmt.Sprintf("tuple of %d items exceeds %d", len(x), maxRange))
+		}
 	}
 	return nil
 }
@@ -215,6 +245,9 @@ func (r *renderer) applyFilters(v any, fl []*filterExpr, f *frame) (any, error) 
 			return nil, err
 		}
 		if v, err = callFilter(r, fe.name, v, args, kw); err != nil {
+			return nil, withLine(err, fe.line)
+		}
+		if err := r.checkSize(v); err != nil {
 			return nil, withLine(err, fe.line)
 		}
 	}
@@ -404,7 +437,11 @@ func (r *renderer) eval(e expr, f *frame) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return r.call(fn, args, kw)
+		v, err := r.call(fn, args, kw)
+		if err != nil {
+			return nil, err
+		}
+		return v, r.checkSize(v)
 	case *filterExpr:
 		v, err := r.eval(e.val, f)
 		if err != nil {
@@ -493,7 +530,11 @@ func (r *renderer) eval(e expr, f *frame) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return binary(e.op, l, rv)
+		v, err := binary(e.op, l, rv)
+		if err != nil {
+			return nil, err
+		}
+		return v, r.checkSize(v)
 	case *compareExpr:
 		l, err := r.eval(e.first, f)
 		if err != nil {

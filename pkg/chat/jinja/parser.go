@@ -291,6 +291,9 @@ func (p *parser) parseStatement(seg *segment) (node, error) {
 	case "include", "import", "from", "extends", "block", "call", "with", "autoescape", "trans":
 		return nil, &SyntaxError{Line: seg.line, Msg: fmt.Sprintf("'%s' statements are not supported by this chat-template engine", kw)}
 	}
+	if strings.HasPrefix(kw, "end") || kw == "else" || kw == "elif" {
+		return nil, &SyntaxError{Line: seg.line, Msg: fmt.Sprintf("unexpected '%s': no open block to close", kw)}
+	}
 	return nil, &SyntaxError{Line: seg.line, Msg: fmt.Sprintf("unknown statement '%s'", kw)}
 }
 
@@ -424,6 +427,21 @@ func (p *parser) parseSet(ts *tokStream, line int) (node, error) {
 		e, err := p.parseExpr(ts, true)
 		if err != nil {
 			return nil, err
+		}
+		// "set a, b = 1, 2": a bare tuple on the right.
+		if ts.peekOp(",") {
+			items := []expr{e}
+			for ts.skipOp(",") {
+				if ts.peek().kind == tkEOF {
+					break
+				}
+				x, err := p.parseExpr(ts, true)
+				if err != nil {
+					return nil, err
+				}
+				items = append(items, x)
+			}
+			e = &listExpr{items: items, tuple: true, line: e.exprLine()}
 		}
 		n.e = e
 		return n, ts.expectEnd()
