@@ -15,6 +15,10 @@ type tagSpec struct {
 	ignore     []string            // end-of-turn tokens, dropped
 	// decode turns the text between a tool block's markers into calls.
 	decode func(p *tagParser, body string, atEOF bool) ([]ToolCall, error)
+	// inValue reports that a tool block's body ends inside an argument
+	// value (a JSON string, an XML parameter), where a close marker is
+	// text the model is quoting, not the end of the block.
+	inValue func(body string) bool
 }
 
 var tagSpecs = map[Format]tagSpec{
@@ -29,6 +33,7 @@ var tagSpecs = map[Format]tagSpec{
 		toolClose:  map[string][]string{"<tool_call>": {"</tool_call>"}},
 		ignore:     []string{"<|im_end|>", "<|endoftext|>"},
 		decode:     decodeJSONCall,
+		inValue:    inJSONString,
 	},
 	FormatQwen3Coder: {
 		thinkOpen:  []string{"<think>"},
@@ -37,6 +42,7 @@ var tagSpecs = map[Format]tagSpec{
 		toolClose:  map[string][]string{"<tool_call>": {"</tool_call>"}},
 		ignore:     []string{"<|im_end|>", "<|endoftext|>"},
 		decode:     decodeXMLCalls,
+		inValue:    func(b string) bool { return openAfter(b, "<parameter=", "</parameter>") },
 	},
 	FormatGemma4: {
 		thinkOpen:  []string{"<|channel>thought"},
@@ -45,6 +51,7 @@ var tagSpecs = map[Format]tagSpec{
 		toolClose:  map[string][]string{"<|tool_call>": {"<tool_call|>"}},
 		ignore:     []string{"<turn|>", "<eos>"},
 		decode:     decodeGemmaCall,
+		inValue:    func(b string) bool { return strings.Count(b, gemmaQuote)%2 == 1 },
 	},
 	FormatDeepSeekDSML: {
 		thinkOpen:  []string{"<think>"},
@@ -54,8 +61,9 @@ var tagSpecs = map[Format]tagSpec{
 			"<｜DSML｜tool_calls>":     {"</｜DSML｜tool_calls>"},
 			"<｜DSML｜function_calls>": {"</｜DSML｜function_calls>"},
 		},
-		ignore: []string{"<｜end▁of▁sentence｜>"},
-		decode: decodeDSMLCalls,
+		ignore:  []string{"<｜end▁of▁sentence｜>"},
+		decode:  decodeDSMLCalls,
+		inValue: func(b string) bool { return openAfter(b, "<｜DSML｜parameter", "</｜DSML｜parameter>") },
 	},
 }
 
@@ -167,6 +175,12 @@ func (p *tagParser) process(out []Event, final bool) []Event {
 				return out
 			}
 			body := p.toolBody.String() + p.buf[:i]
+			if p.spec.inValue != nil && p.spec.inValue(body) {
+				// Quoted close marker: keep it as body text and go on.
+				p.toolBody.WriteString(p.buf[:i+len(m)])
+				p.buf = p.buf[i+len(m):]
+				continue
+			}
 			p.buf = p.buf[i+len(m):]
 			out = p.finishTool(out, body, m, false)
 		}
@@ -216,4 +230,26 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// inJSONString reports whether s ends inside a JSON string literal.
+func inJSONString(s string) bool {
+	in, esc := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		}
+	}
+	return in
+}
+
+// openAfter reports whether the last open marker in s has no close after it.
+func openAfter(s, open, close string) bool {
+	return strings.LastIndex(s, open) > strings.LastIndex(s, close)
 }
