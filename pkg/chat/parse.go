@@ -238,6 +238,10 @@ func findMarker(s string, markers []string) (int, string) {
 // heldSuffix is the length of the longest suffix of s that is a proper
 // prefix of some marker: text that may still turn into a marker.
 func heldSuffix(s string, markers []string) int {
+	// Markers start with '<'; without one near the end nothing is held.
+	if i := strings.LastIndexByte(s, '<'); i < 0 || len(s)-i > 32 {
+		return 0
+	}
 	n := 0
 	for _, m := range markers {
 		for k := min(len(m)-1, len(s)); k > n; k-- {

@@ -85,6 +85,8 @@ type tagParser struct {
 	toolBody  strings.Builder
 	calls     int
 	tools     toolSchemas
+	// Marker sets per state, built once.
+	contentFirst, contentLater, reasoningMarkers []string
 }
 
 func newTagParser(format Format, opts ParserOptions) *tagParser {
@@ -93,6 +95,9 @@ func newTagParser(format Format, opts ParserOptions) *tagParser {
 		format, spec = FormatPlain, tagSpecs[FormatPlain]
 	}
 	p := &tagParser{format: format, spec: spec, opts: opts, tools: parseToolSchemas(opts.Tools)}
+	p.contentLater = append(append([]string{}, spec.toolOpen...), spec.ignore...)
+	p.contentFirst = append(append([]string{}, p.contentLater...), spec.thinkOpen...)
+	p.reasoningMarkers = append(append([]string{}, spec.thinkClose...), spec.ignore...)
 	p.content.kind = EventContent
 	p.reasoning.kind = EventReasoning
 	if opts.ReasoningOpen {
@@ -124,14 +129,14 @@ func (p *tagParser) process(out []Event, final bool) []Event {
 	for {
 		switch p.state {
 		case stContent:
-			markers := append(append([]string{}, p.spec.toolOpen...), p.spec.ignore...)
+			markers := p.contentLater
 			if !p.content.started && p.calls == 0 {
-				markers = append(markers, p.spec.thinkOpen...)
+				markers = p.contentFirst
 			}
 			i, m := findMarker(p.buf, markers)
 			if i >= 0 && contains(p.spec.thinkOpen, m) && strings.TrimSpace(p.buf[:i]) != "" {
 				// Reasoning opens only before any content.
-				markers = markers[:len(markers)-len(p.spec.thinkOpen)]
+				markers = p.contentLater
 				i, m = findMarker(p.buf, markers)
 			}
 			if i < 0 {
@@ -150,7 +155,7 @@ func (p *tagParser) process(out []Event, final bool) []Event {
 				p.toolBody.Reset()
 			}
 		case stReasoning:
-			markers := append(append([]string{}, p.spec.thinkClose...), p.spec.ignore...)
+			markers := p.reasoningMarkers
 			i, m := findMarker(p.buf, markers)
 			if i < 0 {
 				out = p.flush(out, &p.reasoning, markers, final)
