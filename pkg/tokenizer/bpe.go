@@ -9,7 +9,7 @@ import (
 // bpe is the BPE model of HF tokenizers: a vocabulary, ranked merges, and the options the supported
 // tokenizer.json files set (byte-level input, byte fallback, unk fusing, ignore_merges).
 type bpe struct {
-	vocab     map[string]int32 // token -> id
+	vocab     *strTable        // token -> id
 	idToToken []string         // id -> token; "" where the id is not in the model vocabulary
 	merges    *pairTable
 
@@ -17,8 +17,6 @@ type bpe struct {
 	// stands for its byte-level character, whose id is byteIDs[b] (-1 when the vocabulary lacks it).
 	byteLevel bool
 	byteIDs   [256]int32
-	// rawVocab maps raw bytes to ids for byte-level vocabularies (the ignore_merges lookup).
-	rawVocab map[string]int32
 
 	ignoreMerges    bool
 	byteFallback    bool
@@ -28,7 +26,6 @@ type bpe struct {
 
 	cache wordCache
 }
-
 
 // The cache maps a word to its ids. HF tokenizers caches the same way (words under 256 bytes, bounded
 // entry count); it is what makes repeated words cheap.
@@ -76,7 +73,7 @@ type scratch struct {
 	ranks []uint32
 	news  []int32
 	words []string
-	tmp   []string
+	bytes []byte
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
@@ -90,9 +87,14 @@ func (m *bpe) encodeWord(w string, out []int32, sc *scratch) []int32 {
 		var id int32
 		var ok bool
 		if m.byteLevel {
-			id, ok = m.rawVocab[w]
+			buf := sc.bytes[:0]
+			for k := 0; k < len(w); k++ {
+				buf = append(buf, byteToStr[w[k]]...)
+			}
+			sc.bytes = buf
+			id, ok = m.vocab.getBytes(buf)
 		} else {
-			id, ok = m.vocab[w]
+			id, ok = m.vocab.get(w)
 		}
 		if ok {
 			return append(out, id)
@@ -167,7 +169,7 @@ func (m *bpe) initialSymbols(w string, syms []symbol) []symbol {
 		for k := 0; k < len(w); {
 			_, n := utf8.DecodeRuneInString(w[k:])
 			ch := w[k : k+n]
-			if id, ok := m.vocab[ch]; ok {
+			if id, ok := m.vocab.get(ch); ok {
 				flushUnk()
 				add(id, n)
 			} else {

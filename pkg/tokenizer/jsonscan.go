@@ -62,45 +62,54 @@ func (s *jsonScanner) expect(c byte) error {
 
 // readString reads a JSON string (the opening quote is next) and returns its decoded value.
 func (s *jsonScanner) readString() (string, error) {
-	if err := s.expect('"'); err != nil {
+	b, err := s.appendString(nil)
+	if err != nil {
 		return "", err
+	}
+	return string(b), nil
+}
+
+// appendString reads a JSON string (the opening quote is next) and appends its decoded bytes to buf.
+func (s *jsonScanner) appendString(buf []byte) ([]byte, error) {
+	if err := s.expect('"'); err != nil {
+		return buf, err
 	}
 	start := s.pos
 	// Fast path: no escapes.
 	for s.pos < len(s.data) {
 		c := s.data[s.pos]
 		if c == '"' {
-			str := string(s.data[start:s.pos])
+			buf = append(buf, s.data[start:s.pos]...)
 			s.pos++
-			return str, nil
+			return buf, nil
 		}
 		if c == '\\' {
 			break
 		}
 		if c < 0x20 {
-			return "", s.fail("control character in string")
+			return buf, s.fail("control character in string")
 		}
 		s.pos++
 	}
 	if s.pos >= len(s.data) {
-		return "", s.fail("unterminated string")
+		return buf, s.fail("unterminated string")
 	}
-	buf := append([]byte(nil), s.data[start:s.pos]...)
+	buf = append(buf, s.data[start:s.pos]...)
 	for s.pos < len(s.data) {
 		c := s.data[s.pos]
 		switch {
 		case c == '"':
 			s.pos++
-			return string(buf), nil
+			return buf, nil
 		case c < 0x20:
-			return "", s.fail("control character in string")
+			return buf, s.fail("control character in string")
 		case c != '\\':
 			buf = append(buf, c)
 			s.pos++
 			continue
 		}
 		if s.pos+1 >= len(s.data) {
-			return "", s.fail("unterminated escape")
+			return buf, s.fail("unterminated escape")
 		}
 		e := s.data[s.pos+1]
 		s.pos += 2
@@ -120,30 +129,30 @@ func (s *jsonScanner) readString() (string, error) {
 		case 'u':
 			r, err := s.readHex4()
 			if err != nil {
-				return "", err
+				return buf, err
 			}
 			if utf16.IsSurrogate(r) {
 				// A high surrogate must be followed by an escaped low surrogate (serde_json rejects lone
 				// surrogates, so HF cannot load such a file either).
 				if r >= 0xDC00 || s.pos+1 >= len(s.data) || s.data[s.pos] != '\\' || s.data[s.pos+1] != 'u' {
-					return "", s.fail("lone surrogate in \\u escape")
+					return buf, s.fail("lone surrogate in \\u escape")
 				}
 				s.pos += 2
 				r2, err := s.readHex4()
 				if err != nil {
-					return "", err
+					return buf, err
 				}
 				r = utf16.DecodeRune(r, r2)
 				if r == utf8.RuneError {
-					return "", s.fail("invalid surrogate pair in \\u escape")
+					return buf, s.fail("invalid surrogate pair in \\u escape")
 				}
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:
-			return "", s.fail("invalid escape \\%c", e)
+			return buf, s.fail("invalid escape \\%c", e)
 		}
 	}
-	return "", s.fail("unterminated string")
+	return buf, s.fail("unterminated string")
 }
 
 func (s *jsonScanner) readHex4() (rune, error) {
@@ -310,6 +319,28 @@ func (s *jsonScanner) object(fn func(key string) error) error {
 			return err
 		}
 		if err := fn(key); err != nil {
+			return err
+		}
+		if s.peek() == ',' {
+			s.pos++
+			continue
+		}
+		return s.expect('}')
+	}
+}
+
+// object2 calls fn for each member of the object that comes next; fn reads the key, the colon and the
+// value (for callers that want the key as bytes).
+func (s *jsonScanner) object2(fn func() error) error {
+	if err := s.expect('{'); err != nil {
+		return err
+	}
+	if s.peek() == '}' {
+		s.pos++
+		return nil
+	}
+	for {
+		if err := fn(); err != nil {
 			return err
 		}
 		if s.peek() == ',' {

@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -298,7 +297,7 @@ func parsePreTokenizer(v []byte) (preTokenizer, bool, error) {
 			q = append(q, sp)
 		case "ByteLevel":
 			var b struct {
-				AddPrefixSpace bool `json:"add_prefix_space"`
+				AddPrefixSpace bool  `json:"add_prefix_space"`
 				UseRegex       *bool `json:"use_regex"`
 			}
 			if err := json.Unmarshal(item, &b); err != nil {
@@ -501,9 +500,8 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 	m := &bpe{unkID: -1}
 	var (
 		typ          string
-		vocabSeen    bool
-		mergesRaw    [][2]string
 		mergesSeen   bool
+		pending      [][2]string // merges read before the vocabulary, resolved at the end
 		unk          *string
 		contPrefix   *string
 		endSuffix    *string
@@ -518,11 +516,16 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 		case "type":
 			typ, err = sc.readString()
 		case "vocab":
-			vocabSeen = true
-			err = parseVocab(sc, m)
+			if m.vocab != nil {
+				return errors.New("repeated key")
+			}
+			m.vocab, err = parseVocab(sc)
 		case "merges":
+			if mergesSeen {
+				return errors.New("repeated key")
+			}
 			mergesSeen = true
-			mergesRaw, err = parseMerges(sc)
+			pending, err = parseMerges(sc, m)
 		default:
 			var v []byte
 			if v, err = sc.skipValue(); err != nil {
@@ -544,9 +547,6 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 			case "ignore_merges":
 				err = json.Unmarshal(v, &ignore)
 			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, err)
@@ -562,7 +562,7 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 	if typ != "BPE" {
 		return nil, unsupported("model type %q is not supported (only BPE)", typ)
 	}
-	if !vocabSeen || !mergesSeen {
+	if m.vocab == nil || !mergesSeen {
 		return nil, errors.New("BPE model without vocab or merges")
 	}
 	if dropout != nil && *dropout != 0 {
@@ -574,9 +574,19 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 	if endSuffix != nil && *endSuffix != "" {
 		return nil, unsupported("BPE end_of_word_suffix %q is not supported", *endSuffix)
 	}
+	if m.merges == nil {
+		m.merges = newPairTable(len(pending))
+		var buf []byte
+		for k, p := range pending {
+			if buf, err = m.addMerge([]byte(p[0]), []byte(p[1]), k, buf); err != nil {
+				return nil, err
+			}
+		}
+	}
+	m.idToToken = m.vocab.idStrings()
 	m.byteFallback, m.fuseUnk, m.ignoreMerges = byteFallback, fuseUnk, ignore
 	if unk != nil {
-		id, ok := m.vocab[*unk]
+		id, ok := m.vocab.get(*unk)
 		if !ok {
 			return nil, fmt.Errorf("unk_token %q is not in the vocabulary", *unk)
 		}
@@ -584,77 +594,86 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 	}
 	for b := 0; b < 256; b++ {
 		m.byteFallbackIDs[b] = -1
-		if id, ok := m.vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
+		if id, ok := m.vocab.get(fmt.Sprintf("<0x%02X>", b)); ok {
 			m.byteFallbackIDs[b] = id
 		}
-	}
-	m.merges = newPairTable(len(mergesRaw))
-	for rank, p := range mergesRaw {
-		a, ok1 := m.vocab[p[0]]
-		b, ok2 := m.vocab[p[1]]
-		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("merges[%d] %q %q: token not in the vocabulary", rank, p[0], p[1])
-		}
-		n, ok := m.vocab[p[0]+p[1]]
-		if !ok {
-			return nil, fmt.Errorf("merges[%d] %q %q: merged token not in the vocabulary", rank, p[0], p[1])
-		}
-		m.merges.put(a, b, uint32(rank), n)
 	}
 	return m, nil
 }
 
-// parseVocab reads {"token": id, ...} into m.vocab and m.idToToken.
-func parseVocab(sc *jsonScanner, m *bpe) error {
-	m.vocab = make(map[string]int32, 1<<16)
-	maxID := int64(-1)
-	err := sc.object(func(key string) error {
+// parseVocab reads {"token": id, ...}.
+func parseVocab(sc *jsonScanner) (*strTable, error) {
+	t := newStrTable(1 << 17)
+	var key []byte
+	err := sc.object2(func() error {
+		var err error
+		if key, err = sc.appendString(key[:0]); err != nil {
+			return err
+		}
+		if err := sc.expect(':'); err != nil {
+			return err
+		}
 		id, err := sc.readUint(maxTokenID)
 		if err != nil {
 			return fmt.Errorf("vocab %q: %w", key, err)
 		}
-		m.vocab[key] = int32(id)
-		maxID = max(maxID, id)
+		t.put(key, int32(id))
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	m.idToToken = make([]string, maxID+1)
-	for tok, id := range m.vocab {
-		m.idToToken[id] = tok
-	}
-	return nil
+	return t, err
 }
 
-// parseMerges reads merges in either form: ["a b", ...] or [["a", "b"], ...].
-func parseMerges(sc *jsonScanner) ([][2]string, error) {
-	out := make([][2]string, 0, 1<<16)
+// addMerge records merge number rank of tokens a and b.
+func (m *bpe) addMerge(a, b []byte, rank int, buf []byte) ([]byte, error) {
+	ida, ok1 := m.vocab.getBytes(a)
+	idb, ok2 := m.vocab.getBytes(b)
+	if !ok1 || !ok2 {
+		return buf, fmt.Errorf("merges[%d] %q %q: token not in the vocabulary", rank, a, b)
+	}
+	buf = append(append(buf[:0], a...), b...)
+	n, ok := m.vocab.getBytes(buf)
+	if !ok {
+		return buf, fmt.Errorf("merges[%d] %q %q: merged token not in the vocabulary", rank, a, b)
+	}
+	m.merges.put(ida, idb, uint32(rank), n)
+	return buf, nil
+}
+
+// parseMerges reads merges in either form, ["a b", ...] or [["a", "b"], ...]. When the vocabulary is
+// already known (the usual key order) they go straight into m.merges; otherwise they are returned.
+func parseMerges(sc *jsonScanner, m *bpe) ([][2]string, error) {
+	var pending [][2]string
+	if m.vocab != nil {
+		m.merges = newPairTable(1 << 17)
+	}
+	var a, b, tmp []byte
 	err := sc.array(func(i int) error {
+		var err error
 		switch sc.peek() {
 		case '"':
-			s, err := sc.readString()
-			if err != nil {
+			if a, err = sc.appendString(a[:0]); err != nil {
 				return err
 			}
-			a, b, ok := strings.Cut(s, " ")
-			if !ok || strings.Contains(b, " ") {
-				return fmt.Errorf("merges[%d] %q: want two tokens separated by one space", i, s)
+			sp := bytes.IndexByte(a, ' ')
+			if sp < 0 || bytes.IndexByte(a[sp+1:], ' ') >= 0 {
+				return fmt.Errorf("merges[%d] %q: want two tokens separated by one space", i, a)
 			}
-			out = append(out, [2]string{a, b})
+			b = append(b[:0], a[sp+1:]...)
+			a = a[:sp]
 		case '[':
-			var pair [2]string
 			n := 0
-			err := sc.array(func(j int) error {
-				s, err := sc.readString()
-				if err != nil {
-					return err
-				}
-				if j < 2 {
-					pair[j] = s
+			err = sc.array(func(j int) error {
+				var err error
+				switch j {
+				case 0:
+					a, err = sc.appendString(a[:0])
+				case 1:
+					b, err = sc.appendString(b[:0])
+				default:
+					_, err = sc.appendString(tmp[:0])
 				}
 				n++
-				return nil
+				return err
 			})
 			if err != nil {
 				return err
@@ -662,13 +681,17 @@ func parseMerges(sc *jsonScanner) ([][2]string, error) {
 			if n != 2 {
 				return fmt.Errorf("merges[%d]: want a pair of tokens, got %d", i, n)
 			}
-			out = append(out, pair)
 		default:
 			return sc.fail("merges[%d]: want a string or a pair", i)
 		}
-		return nil
+		if m.merges == nil {
+			pending = append(pending, [2]string{string(a), string(b)})
+			return nil
+		}
+		tmp, err = m.addMerge(a, b, i, tmp)
+		return err
 	})
-	return out, err
+	return pending, err
 }
 
 // setByteLevel switches the model to byte-level input and builds the byte tables.
@@ -679,18 +702,8 @@ func (m *bpe) setByteLevel(on bool) {
 	}
 	for b := 0; b < 256; b++ {
 		m.byteIDs[b] = -1
-		if id, ok := m.vocab[byteToStr[b]]; ok {
+		if id, ok := m.vocab.get(byteToStr[b]); ok {
 			m.byteIDs[b] = id
-		}
-	}
-	if m.ignoreMerges {
-		m.rawVocab = make(map[string]int32, len(m.vocab))
-		var buf []byte
-		for tok, id := range m.vocab {
-			var ok bool
-			if buf, ok = byteLevelDecode(tok, buf[:0]); ok {
-				m.rawVocab[string(buf)] = id
-			}
 		}
 	}
 }

@@ -28,10 +28,24 @@ func newPairTable(capacity int) *pairTable {
 	return t
 }
 
+// grow doubles the table (the load factor stays at or below one half).
+func (t *pairTable) grow() {
+	old := *t
+	*t = *newPairTable(len(old.keys))
+	for i, k := range old.keys {
+		if k != emptyKey {
+			t.put(int32(k>>32), int32(uint32(k)), uint32(old.vals[i]>>32), int32(uint32(old.vals[i])))
+		}
+	}
+}
+
 func (t *pairTable) slot(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> t.shift }
 
 // put sets the merge of (a, b); a repeated pair keeps the last value, as HF's map does.
 func (t *pairTable) put(a, b int32, rank uint32, merged int32) {
+	if 2*(t.n+1) > len(t.keys) {
+		t.grow()
+	}
 	key := pairKey(a, b)
 	mask := uint64(len(t.keys) - 1)
 	for i := t.slot(key); ; i = (i + 1) & mask {

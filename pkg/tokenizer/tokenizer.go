@@ -134,8 +134,7 @@ func (t *Tokenizer) TokenID(token string) (int32, bool) {
 	if id, ok := t.addedByContent[token]; ok {
 		return id, true
 	}
-	id, ok := t.model.vocab[token]
-	return id, ok
+	return t.model.vocab.get(token)
 }
 
 // Token returns the token string of id.
