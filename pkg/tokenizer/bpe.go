@@ -9,8 +9,8 @@ import (
 // bpe is the BPE model of HF tokenizers: a vocabulary, ranked merges, and the options the supported
 // tokenizer.json files set (byte-level input, byte fallback, unk fusing, ignore_merges).
 type bpe struct {
-	vocab     *strTable        // token -> id
-	idToToken []string         // id -> token; "" where the id is not in the model vocabulary
+	vocab     *strTable // token -> id
+	idToToken []string  // id -> token; "" where the id is not in the model vocabulary
 	merges    *pairTable
 
 	// byteLevel is set when the pre-tokenizer ends with ByteLevel: words arrive as raw bytes and each byte
