@@ -182,3 +182,33 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFromJSON: FromJSON accepts exactly what encoding/json accepts and
+// decodes to the same values.
+func FuzzFromJSON(f *testing.F) {
+	for _, s := range []string{`{"a": [1, 2.5, "x\u00e9\ud83d\ude00"], "b": {"c": null, "d": true}}`, `[]`, `"\ud800"`, `1e999`, `-0.0`, `{"a":1,"a":2}`, "\"\xff\"", `[1,]`, `01`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := jinja.FromJSON(data)
+		var ref any
+		refErr := json.Unmarshal(data, &ref)
+		if refErr != nil {
+			var rangeErr *json.UnmarshalTypeError
+			if errors.As(refErr, &rangeErr) {
+				return // 1e999: Python gives inf, encoding/json an error
+			}
+			require.Error(t, err, "accepted what encoding/json rejects: %v", refErr)
+			return
+		}
+		if err != nil && strings.Contains(err.Error(), "nesting deeper") {
+			return
+		}
+		require.NoError(t, err)
+		s, err := jinja.ToJSON(v)
+		require.NoError(t, err)
+		var back any
+		require.NoError(t, json.Unmarshal([]byte(s), &back), s)
+		require.Equal(t, ref, back)
+	})
+}

@@ -3,95 +3,313 @@ package jinja
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
 // FromJSON decodes JSON into template values the way Python's json.loads
-// does: objects keep their key order (*Dict), integers stay int64 (float64
-// beyond that range), numbers with a fraction or exponent are float64.
+// does: objects keep their key order (*Dict, the last duplicate wins),
+// integers stay int64 (float64 beyond that range), numbers with a fraction
+// or exponent are float64. It accepts exactly what encoding/json accepts.
 func FromJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := decodeValue(dec, 0)
+	d := &jsonReader{s: data}
+	d.space()
+	v, err := d.value(0)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("json: trailing data after the value")
+	d.space()
+	if d.pos != len(d.s) {
+		return nil, d.errorf("trailing data after the value")
 	}
 	return v, nil
 }
 
 const maxJSONDepth = 512
 
-func decodeValue(dec *json.Decoder, depth int) (any, error) {
+type jsonReader struct {
+	s   []byte
+	pos int
+}
+
+func (d *jsonReader) errorf(format string, args ...any) error {
+	return fmt.Errorf("json: offset %d: %s", d.pos, fmt.Sprintf(format, args...))
+}
+
+func (d *jsonReader) space() {
+	for d.pos < len(d.s) {
+		switch d.s[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (d *jsonReader) value(depth int) (any, error) {
 	if depth > maxJSONDepth {
-		return nil, fmt.Errorf("json: nesting deeper than %d", maxJSONDepth)
+		return nil, d.errorf("nesting deeper than %d", maxJSONDepth)
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
+	if d.pos >= len(d.s) {
+		return nil, d.errorf("unexpected end of input")
 	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			d := NewDict()
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				k, ok := kt.(string)
-				if !ok {
-					return nil, fmt.Errorf("json: object key is not a string")
-				}
-				v, err := decodeValue(dec, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				d.Set(k, v)
+	switch c := d.s[d.pos]; {
+	case c == '{':
+		d.pos++
+		obj := NewDict()
+		d.space()
+		if d.pos < len(d.s) && d.s[d.pos] == '}' {
+			d.pos++
+			return obj, nil
+		}
+		for {
+			d.space()
+			if d.pos >= len(d.s) || d.s[d.pos] != '"' {
+				return nil, d.errorf("expected a string key")
 			}
-			if _, err := dec.Token(); err != nil {
+			k, err := d.str()
+			if err != nil {
 				return nil, err
 			}
-			return d, nil
-		case '[':
-			out := []any{}
-			for dec.More() {
-				v, err := decodeValue(dec, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, v)
+			d.space()
+			if d.pos >= len(d.s) || d.s[d.pos] != ':' {
+				return nil, d.errorf("expected ':'")
 			}
-			if _, err := dec.Token(); err != nil {
+			d.pos++
+			d.space()
+			v, err := d.value(depth + 1)
+			if err != nil {
 				return nil, err
 			}
+			obj.Set(k, v)
+			d.space()
+			if d.pos < len(d.s) && d.s[d.pos] == ',' {
+				d.pos++
+				continue
+			}
+			if d.pos < len(d.s) && d.s[d.pos] == '}' {
+				d.pos++
+				return obj, nil
+			}
+			return nil, d.errorf("expected ',' or '}'")
+		}
+	case c == '[':
+		d.pos++
+		out := []any{}
+		d.space()
+		if d.pos < len(d.s) && d.s[d.pos] == ']' {
+			d.pos++
 			return out, nil
 		}
-		return nil, fmt.Errorf("json: unexpected %v", t)
-	case json.Number:
-		s := string(t)
-		if !strings.ContainsAny(s, ".eE") {
-			if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-				return i, nil
+		for {
+			d.space()
+			v, err := d.value(depth + 1)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, v)
+			d.space()
+			if d.pos < len(d.s) && d.s[d.pos] == ',' {
+				d.pos++
+				continue
+			}
+			if d.pos < len(d.s) && d.s[d.pos] == ']' {
+				d.pos++
+				return out, nil
+			}
+			return nil, d.errorf("expected ',' or ']'")
 		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("json: number %s: %w", s, err)
-		}
-		return f, nil
-	case string, bool, nil:
-		return t, nil
+	case c == '"':
+		return d.str()
+	case c == 't':
+		return true, d.literal("true")
+	case c == 'f':
+		return false, d.literal("false")
+	case c == 'n':
+		return nil, d.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
 	}
-	return nil, fmt.Errorf("json: unexpected token %v", tok)
+	return nil, d.errorf("unexpected character %q", d.s[d.pos])
+}
+
+func (d *jsonReader) literal(word string) error {
+	if !bytes.HasPrefix(d.s[d.pos:], []byte(word)) {
+		return d.errorf("bad literal")
+	}
+	d.pos += len(word)
+	return nil
+}
+
+func (d *jsonReader) number() (any, error) {
+	start := d.pos
+	if d.s[d.pos] == '-' {
+		d.pos++
+	}
+	digits := func() int {
+		n := 0
+		for d.pos < len(d.s) && d.s[d.pos] >= '0' && d.s[d.pos] <= '9' {
+			d.pos++
+			n++
+		}
+		return n
+	}
+	intStart := d.pos
+	if digits() == 0 {
+		return nil, d.errorf("bad number")
+	}
+	if d.s[intStart] == '0' && d.pos-intStart > 1 {
+		return nil, d.errorf("number with a leading zero")
+	}
+	isFloat := false
+	if d.pos < len(d.s) && d.s[d.pos] == '.' {
+		d.pos++
+		isFloat = true
+		if digits() == 0 {
+			return nil, d.errorf("bad fraction")
+		}
+	}
+	if d.pos < len(d.s) && (d.s[d.pos] == 'e' || d.s[d.pos] == 'E') {
+		d.pos++
+		isFloat = true
+		if d.pos < len(d.s) && (d.s[d.pos] == '+' || d.s[d.pos] == '-') {
+			d.pos++
+		}
+		if digits() == 0 {
+			return nil, d.errorf("bad exponent")
+		}
+	}
+	lit := string(d.s[start:d.pos])
+	if !isFloat {
+		if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
+			return i, nil
+		}
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return nil, d.errorf("number %s: %v", lit, err)
+	}
+	return f, nil
+}
+
+// str decodes a string literal at d.pos; invalid UTF-8 becomes U+FFFD, as
+// encoding/json does.
+func (d *jsonReader) str() (string, error) {
+	d.pos++ // opening quote
+	start := d.pos
+	for d.pos < len(d.s) {
+		c := d.s[d.pos]
+		if c == '"' {
+			s := d.s[start:d.pos]
+			d.pos++
+			if utf8.Valid(s) {
+				return string(s), nil
+			}
+			return replaceInvalid(string(s)), nil
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+		d.pos++
+	}
+	var b strings.Builder
+	b.Write(d.s[start:d.pos])
+	for d.pos < len(d.s) {
+		c := d.s[d.pos]
+		switch {
+		case c == '"':
+			d.pos++
+			return replaceInvalid(b.String()), nil
+		case c < 0x20:
+			return "", d.errorf("control character in string")
+		case c == '\\':
+			if d.pos+1 >= len(d.s) {
+				return "", d.errorf("unterminated escape")
+			}
+			e := d.s[d.pos+1]
+			d.pos += 2
+			switch e {
+			case '"', '\\', '/':
+				b.WriteByte(e)
+			case 'b':
+				b.WriteByte('\b')
+			case 'f':
+				b.WriteByte('\f')
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 't':
+				b.WriteByte('\t')
+			case 'u':
+				r, ok := d.hex4()
+				if !ok {
+					return "", d.errorf("bad \\u escape")
+				}
+				if utf16.IsSurrogate(r) {
+					r2 := rune(-1)
+					if d.pos+1 < len(d.s) && d.s[d.pos] == '\\' && d.s[d.pos+1] == 'u' {
+						save := d.pos
+						d.pos += 2
+						if x, ok := d.hex4(); ok {
+							r2 = x
+						} else {
+							d.pos = save
+						}
+						if r2 >= 0 {
+							if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+								b.WriteRune(dec)
+								continue
+							}
+							d.pos = save
+						}
+					}
+					r = utf8.RuneError
+				}
+				b.WriteRune(r)
+			default:
+				return "", d.errorf("bad escape \\%c", e)
+			}
+		default:
+			b.WriteByte(c)
+			d.pos++
+		}
+	}
+	return "", d.errorf("unterminated string")
+}
+
+// replaceInvalid replaces each invalid UTF-8 byte with U+FFFD, as
+// encoding/json does.
+func replaceInvalid(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func (d *jsonReader) hex4() (rune, bool) {
+	if d.pos+4 > len(d.s) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(d.s[d.pos:d.pos+4]), 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	d.pos += 4
+	return rune(v), true
 }
 
 // FromGo converts plain Go values (bool, string, numbers, []any, maps with
