@@ -266,7 +266,9 @@ func TestMemoryVerdict(t *testing.T) {
 }
 
 func host(avail uint64) func() (hostmem.Info, error) {
-	return func() (hostmem.Info, error) { return hostmem.Info{Total: 2 * avail, Available: avail, Source: "test"}, nil }
+	return func() (hostmem.Info, error) {
+		return hostmem.Info{Total: 2 * avail, Available: avail, Source: "test"}, nil
+	}
 }
 
 func TestEstimateMemory(t *testing.T) {
