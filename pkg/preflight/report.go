@@ -125,9 +125,6 @@ func memoryReport(m Memory) MemoryReport {
 	return r
 }
 
-// MatrixCell is one path × architecture entry of the --all-archs matrix.
-type MatrixCell = capability.Result
-
 // Matrix evaluates every path for every registered architecture, without
 // a checkpoint: map[model_type]map[path]result.
 func (b Build) Matrix() map[string]map[capability.Path]capability.Result {
