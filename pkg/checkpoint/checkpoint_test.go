@@ -491,3 +491,25 @@ func TestMTPTensors(t *testing.T) {
 	require.True(t, in.MTPTensors)
 	require.Equal(t, []int{0}, in.Experts.MTPLayers)
 }
+
+// MLX "mixed" recipes store some projections with more bits: the most
+// common quant is reported and the mix is a warning.
+func TestMixedQuantWarns(t *testing.T) {
+	cfg := `{"model_type":"qwen3_moe","hidden_size":64,"num_hidden_layers":2,"num_experts":2,"moe_intermediate_size":32,
+		"quantization":{"bits":4,"group_size":32,"model.layers.0.mlp.switch_mlp.down_proj":{"bits":6},"model.layers.1.mlp.switch_mlp.down_proj":{"bits":6}}}`
+	var ts []ct.Tensor
+	for l := range 2 {
+		q := fmt.Sprintf("model.layers.%d.mlp.switch_mlp.", l)
+		ts = append(ts,
+			ct.T(q+"gate_proj.weight", "U32", 2, 32, 8), ct.T(q+"gate_proj.scales", "BF16", 2, 32, 2), ct.T(q+"gate_proj.biases", "BF16", 2, 32, 2),
+			ct.T(q+"up_proj.weight", "U32", 2, 32, 8), ct.T(q+"up_proj.scales", "BF16", 2, 32, 2), ct.T(q+"up_proj.biases", "BF16", 2, 32, 2),
+			ct.T(q+"down_proj.weight", "U32", 2, 64, 6), ct.T(q+"down_proj.scales", "BF16", 2, 64, 1), ct.T(q+"down_proj.biases", "BF16", 2, 64, 1))
+	}
+	dir := writeCheckpoint(t, cfg, ts)
+	in, err := inspect(t, dir, checkpoint.Options{})
+	require.NoError(t, err)
+	require.Equal(t, "affine (4-bit, group 32)", in.Quant.String())
+	require.Len(t, in.Warnings, 1, "the per-module overrides agree with the tensors; only the mix is reported")
+	require.Contains(t, in.Warnings[0], "affine (6-bit, group 32) ×2")
+	require.Contains(t, in.Warnings[0], "affine (4-bit, group 32) ×4")
+}

@@ -14,31 +14,70 @@ import (
 	"github.com/maniac-ai/mach/pkg/sidecar"
 )
 
-// quantFromTensors decides the routed-expert quantization from the first
-// MoE layer's tensors (the tensors are the evidence; config.json's
-// quantization block supplies bits and group where the packing alone is
-// ambiguous, and a disagreement becomes a warning).
+// quantFromTensors decides the routed-expert quantization from the
+// tensors: every main-layer projection's weight (the first expert's, for
+// per-expert layouts) is classified, and the quant most projections share
+// is reported; a mix (MLX "mixed" recipes give some projections more bits)
+// becomes a warning. config.json's quantization block supplies bits and
+// group only where the packing alone is ambiguous, and a disagreement with
+// the tensors becomes a warning.
 func quantFromTensors(cfg *modelconfig.Config, hs *safetensors.Headers, main map[int]*layerExperts, warnings *[]string) Quant {
-	layer := sortedKeys(main)[0]
-	// Pick the weight (or blocks) tensor of one projection and its
-	// companions.
-	var weight *safetensors.Entry
-	var et ExpertTensor
+	type found struct {
+		q      Quant
+		count  int
+		module string
+	}
+	var order []string
+	byQuant := map[string]*found{}
+	var disagreement string
 	for _, name := range hs.Names() {
 		k, t := Classify(cfg.ModelType, name)
-		if k != RoutedExpert || t.MTP || t.Layer != layer || (t.Part != Weight && t.Part != Blocks) {
+		if k != RoutedExpert || t.MTP || (t.Part != Weight && t.Part != Blocks) || (!t.Stacked() && t.Expert != 0) {
 			continue
 		}
-		if !t.Stacked() && t.Expert != 0 {
+		if _, ok := main[t.Layer]; !ok {
 			continue
 		}
 		e, _ := hs.Lookup(name)
-		weight, et = &e, t
-		break
+		q, note := quantOf(cfg, hs, e, t)
+		if note != "" && disagreement == "" {
+			disagreement = note
+		}
+		key := q.String()
+		f := byQuant[key]
+		if f == nil {
+			f = &found{q: q, module: t.Module}
+			byQuant[key] = f
+			order = append(order, key)
+		}
+		f.count++
 	}
-	if weight == nil {
+	if len(order) == 0 {
 		return Quant{Mode: "unknown", Source: "tensors"}
 	}
+	best := byQuant[order[0]]
+	for _, k := range order[1:] {
+		if byQuant[k].count > best.count {
+			best = byQuant[k]
+		}
+	}
+	if len(order) > 1 {
+		parts := make([]string, len(order))
+		for i, k := range order {
+			parts[i] = fmt.Sprintf("%s ×%d (e.g. %s)", k, byQuant[k].count, byQuant[k].module)
+		}
+		*warnings = append(*warnings, fmt.Sprintf("routed-expert projections are stored in more than one format: %s; reporting the most common", strings.Join(parts, ", ")))
+	}
+	if disagreement != "" {
+		*warnings = append(*warnings, disagreement)
+	}
+	best.q.Source = "tensors"
+	return best.q
+}
+
+// quantOf classifies one routed-expert weight (or blocks) tensor; note
+// reports a disagreement with config.json.
+func quantOf(cfg *modelconfig.Config, hs *safetensors.Headers, weight safetensors.Entry, et ExpertTensor) (Quant, string) {
 	companion := func(part Part) (safetensors.Entry, bool) {
 		for _, suffix := range []string{"." + string(part), "_" + string(part)} {
 			if e, ok := hs.Lookup(et.Module + suffix); ok {
@@ -64,17 +103,15 @@ func quantFromTensors(cfg *modelconfig.Config, hs *safetensors.Headers, main map
 		// DeepSeek native FP4 experts: e2m1 pairs with an e8m0 scale per 32.
 		q = Quant{Mode: modelconfig.ModeMXFP4, Bits: 4, GroupSize: 32}
 	case weight.DType == safetensors.U32:
-		q = mlxQuant(cfg, weight, et, mq, companion)
+		q = mlxQuant(cfg, &weight, et, mq, companion)
 	default:
-		q = Quant{Mode: "unknown"}
-		*warnings = append(*warnings, fmt.Sprintf("routed-expert tensor %q has dtype %s, which mach does not recognise", weight.Name, weight.DType))
+		return Quant{Mode: "unknown"}, fmt.Sprintf("routed-expert tensor %q has dtype %s, which mach does not recognise", weight.Name, weight.DType)
 	}
-	q.Source = "tensors"
 	if mq.Quantized && q.Quantized() && cfg.Quant != nil && (mq.Bits != q.Bits || !sameMode(mq.Mode, q.Mode)) {
-		*warnings = append(*warnings, fmt.Sprintf("%s %s says %s %d-bit for %s, but the tensors hold %s; using the tensors",
-			cfg.Name(), cfg.Quant.Key, mq.Mode, mq.Bits, et.Module, q))
+		return q, fmt.Sprintf("%s %s says %s %d-bit for %s, but the tensors hold %s; using the tensors",
+			cfg.Name(), cfg.Quant.Key, mq.Mode, mq.Bits, et.Module, q)
 	}
-	return q
+	return q, ""
 }
 
 func sameMode(a, b string) bool { return strings.EqualFold(a, b) }
