@@ -86,6 +86,10 @@ func parseTokenizerJSON(data []byte) (*Tokenizer, error) {
 		if key == "model" {
 			m, err := parseModel(sc)
 			if err != nil {
+				var u *unsupportedError
+				if errors.As(err, &u) {
+					return err // already names the model type
+				}
 				return fmt.Errorf("model: %w", err)
 			}
 			model = m
@@ -501,6 +505,7 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 	var (
 		typ          string
 		mergesSeen   bool
+		otherVocab   bool
 		pending      [][2]string // merges read before the vocabulary, resolved at the end
 		unk          *string
 		contPrefix   *string
@@ -519,12 +524,22 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 			if m.vocab != nil {
 				return errors.New("repeated key")
 			}
+			if (typ != "" && typ != "BPE") || sc.peek() != '{' {
+				// Another model's vocabulary (Unigram's is a list): reported below by type.
+				_, err = sc.skipValue()
+				otherVocab = true
+				break
+			}
 			m.vocab, err = parseVocab(sc)
 		case "merges":
 			if mergesSeen {
 				return errors.New("repeated key")
 			}
 			mergesSeen = true
+			if (typ != "" && typ != "BPE") || sc.peek() != '[' {
+				_, err = sc.skipValue()
+				break
+			}
 			pending, err = parseMerges(sc, m)
 		default:
 			var v []byte
@@ -561,6 +576,9 @@ func parseModel(sc *jsonScanner) (*bpe, error) {
 	}
 	if typ != "BPE" {
 		return nil, unsupported("model type %q is not supported (only BPE)", typ)
+	}
+	if otherVocab {
+		return nil, errors.New(`BPE model: "vocab" is not an object`)
 	}
 	if m.vocab == nil || !mergesSeen {
 		return nil, errors.New("BPE model without vocab or merges")

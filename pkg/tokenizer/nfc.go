@@ -16,54 +16,40 @@ import (
 const cgj = "\u034F"
 
 func normalizeExact(form norm.Form, s string) string {
-	if form.IsNormalString(s) {
+	n := form.QuickSpanString(s)
+	if n == len(s) {
 		return s
 	}
-	if out, ok := normalizeChecked(form, s); ok {
-		return out
-	}
-	// Split at normalization boundaries (a starter that nothing before it can combine with) and redo
-	// only the segments x/text altered; short segments are grouped so ordinary text stays fast.
+	// Copy the prefix that is already normalized, then normalize one segment (from a boundary to the next
+	// starter that nothing can combine with) at a time where x/text's quick check fails, and skip ahead
+	// again. x/text's result is used unless it inserted a CGJ; then the segment takes the slow path.
 	var b strings.Builder
 	b.Grow(len(s) + 16)
-	chunk := 0 // start of the pending group of short segments
-	flush := func(end int) {
-		if end > chunk {
-			part := s[chunk:end]
-			if out, ok := normalizeChecked(form, part); ok {
-				b.WriteString(out)
-			} else {
-				b.WriteString(normalizeSlow(form, part))
-			}
+	for {
+		b.WriteString(s[:n])
+		s = s[n:]
+		if s == "" {
+			return b.String()
 		}
-		chunk = end
-	}
-	segStart, runes := 0, 0
-	for i := 0; i < len(s); {
-		p := form.PropertiesString(s[i:])
-		n := max(p.Size(), 1)
-		if i > segStart && p.BoundaryBefore() {
-			if runes > shortSegment {
-				flush(segStart)
-				b.WriteString(normalizeSlow(form, s[segStart:i]))
-				chunk = i
+		end := len(s)
+		for i := 0; i < len(s); {
+			p := form.PropertiesString(s[i:])
+			if i > 0 && p.BoundaryBefore() {
+				end = i
+				break
 			}
-			segStart, runes = i, 0
+			i += max(p.Size(), 1)
 		}
-		runes++
-		i += n
+		seg := s[:end]
+		if out, ok := normalizeChecked(form, seg); ok {
+			b.WriteString(out)
+		} else {
+			b.WriteString(normalizeSlow(form, seg))
+		}
+		s = s[end:]
+		n = form.QuickSpanString(s)
 	}
-	if runes > shortSegment {
-		flush(segStart)
-		b.WriteString(normalizeSlow(form, s[segStart:]))
-		chunk = len(s)
-	}
-	flush(len(s))
-	return b.String()
 }
-
-// shortSegment is the rune count above which a segment could approach the stream-safe limit.
-const shortSegment = 8
 
 // normalizeChecked normalizes with x/text and reports whether the result is free of inserted CGJs.
 func normalizeChecked(form norm.Form, s string) (string, bool) {

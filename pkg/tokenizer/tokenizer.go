@@ -156,14 +156,19 @@ func (t *Tokenizer) IsSpecial(id int32) bool {
 
 // StreamDecoder turns ids into text incrementally for streaming responses: Add returns only text that is
 // complete UTF-8, holding back bytes of a character split across tokens (byte-level pieces or byte
-// fallback), exactly like HF's DecodeStream. Flush returns what is held back at the end. The concatenation
-// of every Add and the final Flush equals Decode of all the ids.
+// fallback), exactly like HF's DecodeStream. Flush returns what is held back at the end.
+//
+// The concatenation of every Add and the final Flush equals Decode of all the ids, with one exception
+// that comes from HF's ByteFallback decoder: when ids end in the middle of a character that follows other
+// byte-fallback characters of the same run, Decode turns the whole run into U+FFFD while the stream has
+// already emitted the complete characters; Flush then returns the unfinished bytes as U+FFFD.
 type StreamDecoder struct {
 	t           *Tokenizer
 	skipSpecial bool
 	ids         []int32
 	prefix      string
 	prefixIndex int
+	pending     int // ids added since the last emitted chunk
 }
 
 // NewStreamDecoder returns a decoder for one stream of ids.
@@ -179,10 +184,12 @@ func (d *StreamDecoder) Add(id int32) string {
 		}
 	}
 	d.ids = append(d.ids, id)
+	d.pending++
 	s := d.t.Decode(d.ids, d.skipSpecial)
 	if len(s) <= len(d.prefix) || endsWithReplacement(s) || !strings.HasPrefix(s, d.prefix) {
 		return ""
 	}
+	d.pending = 0
 	out := s[len(d.prefix):]
 	newIndex := len(d.ids) - d.prefixIndex
 	d.ids = append(d.ids[:0], d.ids[d.prefixIndex:]...)
@@ -196,10 +203,15 @@ func (d *StreamDecoder) Add(id int32) string {
 func (d *StreamDecoder) Flush() string {
 	s := d.t.Decode(d.ids, d.skipSpecial)
 	out := ""
-	if len(s) > len(d.prefix) && strings.HasPrefix(s, d.prefix) {
+	switch {
+	case len(s) > len(d.prefix) && strings.HasPrefix(s, d.prefix):
 		out = s[len(d.prefix):]
+	case d.pending > 0:
+		// The held-back ids changed how the emitted ones decode (a byte-fallback run that ends inside a
+		// character): emit the held-back ids on their own.
+		out = d.t.Decode(d.ids[len(d.ids)-d.pending:], d.skipSpecial)
 	}
-	d.ids, d.prefix, d.prefixIndex = d.ids[:0], "", 0
+	d.ids, d.prefix, d.prefixIndex, d.pending = d.ids[:0], "", 0, 0
 	return out
 }
 
