@@ -193,7 +193,7 @@ def render(summary, model_dir):
         samples = []
         for gr in ref.get("greedy", []):
             samples.append("**%s** — prompt %s%s:\n\n```text\n%s\n```" % (
-                gr["name"], _prompt_of(gr["name"]),
+                gr["name"], gr.get("prompt") or gr["name"],
                 " (stopped at eos)" if gr.get("stopped_on_eos") else "", gr["output_text"].replace("```", "'''")))
         v["greedy_samples"] = "\n\n".join(samples) if samples else None
         usage = ref.get("expert_usage") or []
@@ -204,6 +204,7 @@ def render(summary, model_dir):
                   u.get("normalized_entropy")] for u in usage])
     v["ppl_definition"] = recipe.PERPLEXITY_DEFINITION
     v["greedy_new_tokens"] = recipe.GREEDY_NEW_TOKENS
+    v["greedy_margin"] = "%g" % recipe.GREEDY_MIN_MARGIN
     ver = summary.get("versions") or {}
     if ver:
         v["run_environment"] = "%s; Python %s, torch %s (CUDA %s), transformers %s, tokenizers %s, safetensors %s" % (
@@ -215,12 +216,3 @@ def render(summary, model_dir):
     with open(TEMPLATE, encoding="utf-8") as f:
         text = f.read()
     return recipe.fill_template(text, v)
-
-
-def _prompt_of(name):
-    for p in recipe.GREEDY_PROMPTS:
-        if p["name"] == name:
-            if "messages" in p:
-                return "(ChatML) %r" % p["messages"][0]["content"]
-            return "%r" % p["text"]
-    return name

@@ -237,8 +237,8 @@ TRAIN_DEFAULTS = {
     "z_loss_coef": 1e-3,     # router z-loss, keeps router logits small
     "evals_per_epoch": 4,
     "patience": 6,           # evals without a new best before a run stops
-    "moe_epochs": [3, 6, 12],
-    "draft_epochs": [8, 16],
+    "moe_epochs": [5, 10, 15, 20],
+    "draft_epochs": [12, 24, 48],
     "seed": 1234,
 }
 
@@ -249,21 +249,53 @@ EVAL_WINDOW = 512
 REF_WINDOWS = 32
 GREEDY_NEW_TOKENS = 64
 
+# One prompt of each kind is recorded. For each kind the candidates are tried in order and the
+# first whose greedy continuation has a top-1/top-2 logit margin of at least GREEDY_MIN_MARGIN at
+# every step is kept (else the one with the largest smallest margin), so that a correct float32
+# engine cannot flip a step through rounding alone.
+GREEDY_MIN_MARGIN = 5e-3
 GREEDY_PROMPTS = [
-    {"name": "prose", "text": "The Python standard library"},
-    {"name": "code", "text": "def fib(n):\n"},
-    {"name": "chat", "messages": [{"role": "user", "content": "What does the json module do?"}]},
+    {"name": "prose", "candidates": [
+        {"text": "The Python standard library"},
+        {"text": "The ``os`` module provides"},
+        {"text": "Python is an easy to learn, powerful programming language."},
+        {"text": "A list comprehension"},
+    ]},
+    {"name": "code", "candidates": [
+        {"text": "def fib(n):\n"},
+        {"text": ">>> import math\n>>> math."},
+        {"text": "   for i in range(10):\n"},
+        {"text": "class Point:\n"},
+    ]},
+    {"name": "chat", "candidates": [
+        {"messages": [{"role": "user", "content": "What does the json module do?"}]},
+        {"messages": [{"role": "user", "content": "What is the os.path module used for?"}]},
+        {"messages": [{"role": "user", "content": 'What does "iterable" mean in Python?'}]},
+        {"messages": [{"role": "user", "content": "How do I use itertools.chain()?"}]},
+    ]},
 ]
 
-PERPLEXITY_DEFINITION = (
-    "Documents of test.jsonl.gz with kind \"doc\", in file order (sorted by id). Each text is "
-    "encoded with tokenizer.json without special tokens (nothing added). Its ids are cut into "
-    "consecutive windows of %d tokens (stride %d, starting at 0; a shorter last window is kept "
-    "if it has at least 2 tokens). Each window is scored as an independent sequence starting at "
-    "position 0: nll = -sum over t=1..L-1 of log_softmax(logits[t-1])[ids[t]], in float32 from "
-    "the bf16 weights upcast to float32; ppl = exp(sum nll / sum (L-1)). The reference slice is "
-    "the first %d windows; their ids are listed, so no tokenizer is needed to reproduce it."
-    % (EVAL_WINDOW, EVAL_WINDOW, REF_WINDOWS))
+
+def prompt_label(p):
+    """A short human label of a prompt record ({"text"} or {"messages"})."""
+    if "messages" in p:
+        return "(ChatML) %r" % p["messages"][-1]["content"]
+    return repr(p["text"])
+
+
+def perplexity_definition(num_windows=REF_WINDOWS):
+    return (
+        "Documents of test.jsonl.gz with kind \"doc\", in file order (sorted by id). Each text is "
+        "encoded with tokenizer.json without special tokens (nothing added). Its ids are cut into "
+        "consecutive windows of %d tokens (stride %d, starting at 0; a shorter last window is kept "
+        "if it has at least 2 tokens). Each window is scored as an independent sequence starting at "
+        "position 0: nll = -sum over t=1..L-1 of log_softmax(logits[t-1])[ids[t]], in float32 from "
+        "the bf16 weights upcast to float32; ppl = exp(sum nll / sum (L-1)). The reference slice is "
+        "the first %d windows; their ids are listed, so no tokenizer is needed to reproduce it."
+        % (EVAL_WINDOW, EVAL_WINDOW, num_windows))
+
+
+PERPLEXITY_DEFINITION = perplexity_definition()
 
 
 def eval_windows(doc_ids, window=EVAL_WINDOW, max_windows=None):

@@ -214,8 +214,9 @@ class CardTest(unittest.TestCase):
             "reference": {"slice_ppl_cpu_fp32": 13.0, "slice_tokens": 16000,
                           "test_split": {"ppl": 13.5, "tokens_scored": 60000},
                           "draft": {"ppl": 20.0, "test_split_ppl_cuda": 21.0},
-                          "greedy": [{"name": "prose", "output_text": "text", "stopped_on_eos": False},
-                                     {"name": "chat", "output_text": "answer<|im_end|>", "stopped_on_eos": True}],
+                          "greedy": [{"name": "prose", "prompt": "'The'", "output_text": "text", "stopped_on_eos": False},
+                                     {"name": "chat", "prompt": "(ChatML) 'Q?'", "output_text": "answer<|im_end|>",
+                                      "stopped_on_eos": True}],
                           "expert_usage": [{"layer": 0, "min_share": 0.05, "max_share": 0.08, "unused_experts": 0,
                                             "normalized_entropy": 0.99}]},
             "versions": {"device": "H100", "python": "3.12", "torch": "2.11", "cuda_runtime": "13.0",
@@ -226,6 +227,16 @@ class CardTest(unittest.TestCase):
         self.assertNotIn("${", text)
         self.assertIn("| moe/run2 | 6 |", text)
         self.assertIn("answer<|im_end|>", text)
+        self.assertIn("**chat** — prompt (ChatML) 'Q?' (stopped at eos)", text)
+
+    def test_greedy_prompts(self):
+        names = [k["name"] for k in recipe.GREEDY_PROMPTS]
+        self.assertEqual(names, ["prose", "code", "chat"])
+        for k in recipe.GREEDY_PROMPTS:
+            self.assertGreaterEqual(len(k["candidates"]), 2)
+            for c in k["candidates"]:
+                self.assertEqual(("messages" in c), k["name"] == "chat")
+        self.assertEqual(recipe.prompt_label({"text": "a\n"}), "'a\\n'")
 
 
 if __name__ == "__main__":
