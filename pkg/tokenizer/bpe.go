@@ -293,11 +293,13 @@ func (m *bpe) mergeHeap(syms []symbol, out []int32, sc *scratch) []int32 {
 	return out
 }
 
+// The merge queue is a 4-ary min-heap of rank<<32 | position: shallower than a binary heap, and the
+// four children share a cache line.
 func heapPush(h []uint64, it uint64) []uint64 {
 	h = append(h, it)
 	i := len(h) - 1
 	for i > 0 {
-		p := (i - 1) / 2
+		p := (i - 1) / 4
 		if h[i] >= h[p] {
 			break
 		}
@@ -310,23 +312,30 @@ func heapPush(h []uint64, it uint64) []uint64 {
 func heapPop(h []uint64) (uint64, []uint64) {
 	top := h[0]
 	last := len(h) - 1
-	h[0] = h[last]
+	x := h[last]
 	h = h[:last]
+	if last == 0 {
+		return top, h
+	}
 	i := 0
 	for {
-		l := 2*i + 1
-		if l >= len(h) {
+		c := 4*i + 1
+		if c >= last {
 			break
 		}
-		c := l
-		if r := l + 1; r < len(h) && h[r] < h[l] {
-			c = r
+		m := c
+		end := min(c+4, last)
+		for k := c + 1; k < end; k++ {
+			if h[k] < h[m] {
+				m = k
+			}
 		}
-		if h[c] >= h[i] {
+		if h[m] >= x {
 			break
 		}
-		h[i], h[c] = h[c], h[i]
-		i = c
+		h[i] = h[m]
+		i = m
 	}
+	h[i] = x
 	return top, h
 }
