@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -96,5 +97,36 @@ func TestStreamDecoderHoldsPartialCharacters(t *testing.T) {
 	require.Equal(t, "a😀b", strings.Join(got, ""))
 	for _, s := range got {
 		require.True(t, utf8.ValidString(s))
+	}
+}
+
+// A Tokenizer is shared by concurrent requests: encoding from several goroutines (which share the word
+// cache) gives the same ids as encoding alone. Run with -race.
+func TestConcurrentEncode(t *testing.T) {
+	corpus := readCorpus(t)
+	tok := fixture(t, "qwen3")
+	want := make([][]int32, len(corpus))
+	for i, c := range corpus {
+		want[i] = tok.Encode(c.Text, false)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range corpus {
+				k := (i*7 + g*13) % len(corpus)
+				if got := tok.Encode(corpus[k].Text, false); !equalIDs(got, want[k]) {
+					errs <- fmt.Sprintf("goroutine %d: corpus %d differs", g, k)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
