@@ -27,11 +27,12 @@ type bpe struct {
 	cache wordCache
 }
 
-// The cache maps a word to its ids. HF tokenizers caches the same way (words under 256 bytes, bounded
-// entry count); it is what makes repeated words cheap.
+// The cache maps a word to its ids. HF tokenizers caches the same way (words under 256 bytes, a bounded
+// number of entries, no eviction: once full, new words are merged every time); it is what makes repeated
+// words cheap. 16384 entries of at most 255 bytes keep it to a few MB even on adversarial input.
 const (
 	cacheMaxWord    = 256
-	cacheMaxEntries = 1 << 16
+	cacheMaxEntries = 1 << 14
 )
 
 type wordCache struct {
