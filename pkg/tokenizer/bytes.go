@@ -7,15 +7,13 @@ import (
 
 // The GPT-2 byte-level alphabet: every byte stands for a printable character. Printable Latin-1 bytes
 // ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for themselves; the other 68 bytes map, in order, to U+0100 and up.
-var (
-	byteToChar [256]rune
-	byteToStr  [256]string
-	charToByte [0x144]int16 // -1: not a byte-level character
-)
+var byteToChar, byteToStr, charToByte = byteLevelTables()
 
-func init() {
-	for i := range charToByte {
-		charToByte[i] = -1
+// byteLevelTables builds byte -> character, byte -> string and character -> byte (-1: not in the
+// alphabet).
+func byteLevelTables() (toChar [256]rune, toStr [256]string, toByte [0x144]int16) {
+	for i := range toByte {
+		toByte[i] = -1
 	}
 	next := rune(0x100)
 	for b := 0; b < 256; b++ {
@@ -27,10 +25,11 @@ func init() {
 			r = next
 			next++
 		}
-		byteToChar[b] = r
-		byteToStr[b] = string(r)
-		charToByte[r] = int16(b)
+		toChar[b] = r
+		toStr[b] = string(r)
+		toByte[r] = int16(b)
 	}
+	return toChar, toStr, toByte
 }
 
 func byteLevelString(b byte) string { return byteToStr[b] }

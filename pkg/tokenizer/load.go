@@ -726,7 +726,7 @@ func (m *bpe) setByteLevel(on bool) {
 	}
 }
 
-// specialConfig is what Load reads from the optional JSON files.
+// tokenRef is a special token named in tokenizer_config.json or special_tokens_map.json.
 type tokenRef struct{ content string }
 
 // UnmarshalJSON accepts a token written as a string or as {"content": ...} (AddedToken); null is empty.

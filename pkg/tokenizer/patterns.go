@@ -95,7 +95,7 @@ func matchDigits(s string, i, max int) int {
 }
 
 // matchSpaces runs the three whitespace alternatives every supported pattern ends with:
-// \s*[\r\n]+ | \s+(?!\S) | \s+ . r0/n0 is the code point at i, already known to be \s.
+// \s*[\r\n]+ | \s+(?!\S) | \s+ ; the code point at i is known to be \s.
 func matchSpaces(s string, i int) int {
 	e := i
 	lastNL := -1
