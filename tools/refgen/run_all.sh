@@ -56,7 +56,8 @@ for step in $steps; do
       fi ;;
     bench)
       if [ -x .device/bin/tokenizer.test ]; then
-        (cd pkg/tokenizer && "$root/.device/bin/tokenizer.test" -test.run '^$' -test.bench 'Encode' -test.benchtime 3x -test.cpu 1) 2>&1 | tee "$work/go-tokenizer-bench.log"
+        (cd pkg/tokenizer && MACH_HF_BENCH_JSON="$work/bench/bench.json" "$root/.device/bin/tokenizer.test" \
+          -test.run '^$' -test.bench 'Encode|Load' -test.benchtime 3x -test.cpu 1) 2>&1 | tee "$work/go-tokenizer-bench.log"
       else
         echo "no Go tokenizer benchmark binary; skipped"
       fi ;;
