@@ -29,6 +29,9 @@ cd "$root"
 if [ -f .device/tokenizers.tar.gz ]; then
   tar xzf .device/tokenizers.tar.gz
 fi
+if [ -f .device/bin/tokenizer.test.gz ]; then
+  gunzip -kf .device/bin/tokenizer.test.gz && chmod +x .device/bin/tokenizer.test
+fi
 
 status=0
 for step in $steps; do
