@@ -40,6 +40,7 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("Copy", h.testCopy)
 	t.Run("GatherScatter", h.testGatherScatter)
 	t.Run("Route", h.testRoute)
+	t.Run("LinearAttention", h.testLinearAttention)
 	t.Run("Errors", h.testErrors)
 }
 
