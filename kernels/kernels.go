@@ -312,26 +312,39 @@ type Backend interface {
 }
 
 // GroupedMatMuler is implemented by backends with a fused grouped expert
-// matmul: rows [offs[g], offs[g+1]) of x are multiplied by ws[g], so each
-// expert's weights are read once per step however many tokens chose it.
+// matmul: for every slot s in [offs[g], offs[g+1]), dst[s] = ws[g]·x[r(s)]
+// where r(s) = rows[s], or s when rows is nil. Each expert's weights are
+// read once per step however many tokens chose it, and the tokens need not
+// be gathered first.
 type GroupedMatMuler interface {
-	MatMulGrouped(dst, x Tensor, ws []Weight, offs []int)
+	MatMulGrouped(dst, x Tensor, rows []int32, ws []Weight, offs []int)
 }
 
 // MatMulGrouped runs the grouped expert matmul on b, composing it from
-// MatMul when b has no fused version.
-func MatMulGrouped(b Backend, dst, x Tensor, ws []Weight, offs []int) {
+// Gather and MatMul when b has no fused version (the composition needs a
+// scratch tensor for gathered rows: scratch(n) returns one of n rows).
+func MatMulGrouped(b Backend, dst, x Tensor, rows []int32, ws []Weight, offs []int, scratch func(n int) (Tensor, error)) error {
 	if g, ok := b.(GroupedMatMuler); ok && b.Capabilities().Has(OpGroupedMatMul) {
-		g.MatMulGrouped(dst, x, ws, offs)
-		return
+		g.MatMulGrouped(dst, x, rows, ws, offs)
+		return nil
+	}
+	in := x
+	if rows != nil {
+		t, err := scratch(len(rows))
+		if err != nil {
+			return err
+		}
+		b.Gather(t, x, rows)
+		in = t
 	}
 	for i, w := range ws {
 		a, e := offs[i], offs[i+1]
 		if a == e {
 			continue
 		}
-		b.MatMul(dst.RowRange(a, e), x.RowRange(a, e), w)
+		b.MatMul(dst.RowRange(a, e), in.RowRange(a, e), w)
 	}
+	return nil
 }
 
 // ErrUnsupported is wrapped by errors about operations, formats or operand

@@ -32,6 +32,7 @@ type Backend struct {
 	pool    *pool
 	simd    bool
 	scratch []scratch
+	prepBuf []float32  // prepared matmul inputs, filled before each dispatch
 	mu      sync.Mutex // guards err
 	err     error
 }
@@ -40,6 +41,15 @@ type Backend struct {
 type scratch struct {
 	f32 []float32
 	aux []float32
+	acc []float32
+	pad []byte
+}
+
+func (s *scratch) accFloats(n int) []float32 {
+	if cap(s.acc) < n {
+		s.acc = make([]float32, n)
+	}
+	return s.acc[:n]
 }
 
 func (s *scratch) floats(n int) []float32 {

@@ -2,31 +2,59 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/maniac-ai/mach/kernels"
 )
 
-// Matrix products. Every output y[n][r] = Σ_k W[r][k]·x[n][k] is computed
-// by the same operations whatever the number of rows n: the weight row is
-// dequantized to f32 exactly as quant does (in registers or into scratch),
-// and the dot product accumulates 8 lanes over k in order and then reduces
-// them with one fixed tree (plain Go: one sequential f32 sum per output).
-// That makes batched and single-sequence results bit-identical.
+// Matrix products. Every output y[n][r] = W[r]·x[n] is computed by the
+// same sequence of floating-point operations whatever the number of rows
+// n, so batched and single-sequence results are bit-identical:
+//
+//   - plain Go: the weight row dequantized exactly (quant's formula), then
+//     one sequential f32 sum;
+//   - assembly, MLX affine 4/8-bit with bf16 scales: the canonical
+//     order documented in simd_amd64.s, computed straight
+//     from the codes for one input row (gemvA4/gemvA8) or from codes
+//     unpacked once per block of weight rows for triples of input rows
+//     (gemmA4x3);
+//   - assembly, other formats: the weight row as f32 (in place, or
+//     dequantized exactly into scratch), then 8-lane accumulation over k
+//     and one fixed reduction tree (dotF32, dotF32x4x1, dotF32x4x3).
 
 // inlineMACs is the work below which a product runs on the calling
 // goroutine: waking workers costs more than it saves.
 const inlineMACs = 1 << 16
+
+// tokenTile bounds the input rows one pass over a block of weight rows
+// covers, so their prepared copies stay in the L2 cache.
+const tokenTile = 30 // a multiple of 3: inputs go by triples
+
+// kTile bounds the weight columns one pass covers, so a quad of unpacked
+// rows and a triple of inputs (7 × kTile floats) fit the L1 cache.
+const kTile = 512
 
 // mmTask is one matrix product: a weight and the rows it applies to.
 type mmTask struct {
 	w      *weight
 	x, y   []float32
 	xt, yt kernels.Tensor
+	// rows, when not nil, maps input row i to row rows[i] of xt.
+	rows []int32
+	// n is the number of input (and output) rows.
+	n int
+	// For fused weights: the prepared inputs, one row per input row —
+	// the de-interleaved copy (4-bit; 8-bit uses x itself) and the 8-lane
+	// group sums.
+	xp, xs []float32
 }
 
 // MatMul implements kernels.Backend.
 func (b *Backend) MatMul(dst, x kernels.Tensor, w kernels.Weight) {
 	t, err := b.mmTask(dst, x, w)
+	if err == nil && dst.Rows != x.Rows {
+		err = fmt.Errorf("%w: %v · W → %v", errShape, x, dst)
+	}
 	if err != nil {
 		b.fail("matmul", err)
 		return
@@ -36,9 +64,19 @@ func (b *Backend) MatMul(dst, x kernels.Tensor, w kernels.Weight) {
 
 // MatMulGrouped implements kernels.GroupedMatMuler: one parallel loop over
 // every (expert, row block), so each expert's weights are read once.
-func (b *Backend) MatMulGrouped(dst, x kernels.Tensor, ws []kernels.Weight, offs []int) {
-	if len(offs) != len(ws)+1 || offs[0] != 0 || offs[len(ws)] != x.Rows {
-		b.failf("matmul_grouped", "%d offsets for %d weights over %d rows", len(offs), len(ws), x.Rows)
+func (b *Backend) MatMulGrouped(dst, x kernels.Tensor, rows []int32, ws []kernels.Weight, offs []int) {
+	slots := x.Rows
+	if rows != nil {
+		slots = len(rows)
+		for _, r := range rows {
+			if r < 0 || int(r) >= x.Rows {
+				b.failf("matmul_grouped", "row %d outside %v", r, x)
+				return
+			}
+		}
+	}
+	if len(offs) != len(ws)+1 || offs[0] != 0 || offs[len(ws)] != slots || dst.Rows != slots {
+		b.failf("matmul_grouped", "%d offsets for %d weights over %d rows into %v", len(offs), len(ws), slots, dst)
 		return
 	}
 	tasks := make([]mmTask, 0, len(ws))
@@ -51,10 +89,17 @@ func (b *Backend) MatMulGrouped(dst, x kernels.Tensor, ws []kernels.Weight, offs
 		if a == e {
 			continue
 		}
-		t, err := b.mmTask(dst.RowRange(a, e), x.RowRange(a, e), w)
+		in := x
+		if rows == nil {
+			in = x.RowRange(a, e)
+		}
+		t, err := b.mmTask(dst.RowRange(a, e), in, w)
 		if err != nil {
 			b.fail("matmul_grouped", err)
 			return
+		}
+		if rows != nil {
+			t.rows, t.n = rows[a:e], e-a
 		}
 		tasks = append(tasks, t)
 	}
@@ -74,15 +119,23 @@ func (b *Backend) mmTask(dst, x kernels.Tensor, w kernels.Weight) (mmTask, error
 	if err != nil {
 		return mmTask{}, err
 	}
-	if x.Cols != cw.m.Cols || dst.Cols != cw.m.Rows || dst.Rows != x.Rows {
+	if x.Cols != cw.m.Cols || dst.Cols != cw.m.Rows {
 		return mmTask{}, fmt.Errorf("%w: %v · W[%d×%d] → %v", errShape, x, cw.m.Rows, cw.m.Cols, dst)
 	}
-	return mmTask{w: cw, x: xd, y: yd, xt: x, yt: dst}, nil
+	return mmTask{w: cw, x: xd, y: yd, xt: x, yt: dst, n: dst.Rows}, nil
+}
+
+// xrow returns input row i of the task.
+func (t *mmTask) xrow(i int) []float32 {
+	if t.rows != nil {
+		i = int(t.rows[i])
+	}
+	return row(t.x, t.xt, i)
 }
 
 // blockRows picks how many weight rows one unit of parallel work covers:
-// a multiple of 4 whose dequantized f32 copy stays near 128 KiB, smaller
-// when that would leave workers idle.
+// a multiple of 4 whose f32 copy stays near 128 KiB, smaller when that
+// would leave workers idle.
 func (b *Backend) blockRows(rows, cols int) int {
 	br := max(4, min(64, (32<<10)/max(cols, 1))&^3)
 	want := 4 * b.pool.n
@@ -92,10 +145,75 @@ func (b *Backend) blockRows(rows, cols int) int {
 	return br
 }
 
+func (b *Backend) fusedPath(w *weight) bool { return b.simd && w.fused != fusedNone }
+
+// prepare fills the tasks' prepared inputs for fused weights, in
+// b.prepBuf (reused across calls).
+func (b *Backend) prepare(tasks []mmTask) {
+	need := 0
+	for i := range tasks {
+		t := &tasks[i]
+		if !b.fusedPath(t.w) {
+			continue
+		}
+		n, k, g := t.n, t.w.m.Cols, t.w.m.Groups()
+		need += n * g * 8
+		if t.w.fused == fusedAffine4BF16 {
+			need += n * k
+		}
+	}
+	if need == 0 {
+		return
+	}
+	if cap(b.prepBuf) < need {
+		b.prepBuf = make([]float32, need)
+	}
+	buf := b.prepBuf[:need]
+	type job struct {
+		t   *mmTask
+		row int
+	}
+	var jobs []job
+	for i := range tasks {
+		t := &tasks[i]
+		if !b.fusedPath(t.w) {
+			continue
+		}
+		n, k, g := t.n, t.w.m.Cols, t.w.m.Groups()
+		t.xs, buf = buf[:n*g*8], buf[n*g*8:]
+		if t.w.fused == fusedAffine4BF16 {
+			t.xp, buf = buf[:n*k], buf[n*k:]
+		}
+		for r := 0; r < n; r++ {
+			jobs = append(jobs, job{t, r})
+		}
+	}
+	do := func(_, i int) {
+		j := jobs[i]
+		t := j.t
+		k, g, gs := t.w.m.Cols, t.w.m.Groups(), t.w.m.Format.GroupSize
+		x := t.xrow(j.row)
+		xs := t.xs[j.row*g*8 : (j.row+1)*g*8]
+		if t.w.fused == fusedAffine4BF16 {
+			prepX4(&t.xp[j.row*k], &xs[0], &x[0], g, gs/16)
+		} else {
+			prepX8(&xs[0], &x[0], g, gs/8)
+		}
+	}
+	if len(jobs)*tasks[0].w.m.Cols < inlineMACs {
+		for i := range jobs {
+			do(0, i)
+		}
+		return
+	}
+	b.pool.run(len(jobs), do)
+}
+
 func (b *Backend) runTasks(tasks []mmTask) {
 	if len(tasks) == 0 {
 		return
 	}
+	b.prepare(tasks)
 	type unit struct{ task, r0, r1 int }
 	var units []unit
 	macs := 0
@@ -105,11 +223,16 @@ func (b *Backend) runTasks(tasks []mmTask) {
 		for r := 0; r < rows; r += br {
 			units = append(units, unit{ti, r, min(r+br, rows)})
 		}
-		macs += rows * t.w.m.Cols * t.xt.Rows
+		macs += rows * t.w.m.Cols * t.n
 	}
 	do := func(worker, i int) {
 		u := units[i]
-		b.mmRows(worker, &tasks[u.task], u.r0, u.r1)
+		t := &tasks[u.task]
+		if b.fusedPath(t.w) {
+			b.mmFused(worker, t, u.r0, u.r1)
+		} else {
+			b.mmRows(worker, t, u.r0, u.r1)
+		}
 	}
 	if macs < inlineMACs {
 		for i := range units {
@@ -120,16 +243,18 @@ func (b *Backend) runTasks(tasks []mmTask) {
 	b.pool.run(len(units), do)
 }
 
-// mmRows computes outputs [r0, r1) of every row of task t.
+// mmRows computes outputs [r0, r1) of every row of task t for weights
+// without a fused kernel.
 func (b *Backend) mmRows(worker int, t *mmTask, r0, r1 int) {
 	w := t.w
 	k := w.m.Cols
-	n := t.xt.Rows
-	xrow := func(i int) []float32 { return row(t.x, t.xt, i) }
+	n := t.n
+	xrow := t.xrow
 	yrow := func(i int) []float32 { return row(t.y, t.yt, i) }
 
-	if !b.simd {
-		// Reference: dequantize each weight row once, then one plain dot
+	if !b.simd || k%8 != 0 {
+		// Reference (and shapes the assembly does not take, alike for
+		// every n): dequantize each weight row once, then one plain dot
 		// per input row.
 		wr := b.scratch[worker].floats(k)
 		for r := r0; r < r1; r++ {
@@ -145,29 +270,11 @@ func (b *Backend) mmRows(worker int, t *mmTask, r0, r1 int) {
 		}
 		return
 	}
-	if k%8 != 0 {
-		// The assembly works on whole 8-lane chunks; such shapes (none in
-		// real checkpoints) take the plain path, for every n alike.
-		wr := b.scratch[worker].floats(k)
-		for r := r0; r < r1; r++ {
-			b.dequantRow(w, r, wr)
-			for i := 0; i < n; i++ {
-				yrow(i)[r] = dotGo(wr, xrow(i))
-			}
-		}
-		return
-	}
-
-	if n == 1 && w.fused != fusedNone {
-		b.gemvFused(w, xrow(0), yrow(0), r0, r1)
-		return
-	}
 
 	// Weight rows as f32: in place for aligned f32 weights, else
 	// dequantized into scratch.
 	nr := r1 - r0
 	var wbuf []float32
-	var ld int
 	if w.f32 != nil {
 		wbuf = w.f32[r0*k : r1*k]
 	} else {
@@ -176,7 +283,6 @@ func (b *Backend) mmRows(worker int, t *mmTask, r0, r1 int) {
 			b.dequantRow(w, r0+r, wbuf[r*k:(r+1)*k])
 		}
 	}
-	ld = k
 	var out [12]float32
 	i := 0
 	for ; i+3 <= n; i += 3 {
@@ -184,7 +290,7 @@ func (b *Backend) mmRows(worker int, t *mmTask, r0, r1 int) {
 		y0, y1, y2 := yrow(i), yrow(i+1), yrow(i+2)
 		r := 0
 		for ; r+4 <= nr; r += 4 {
-			dotF32x4x3(&wbuf[r*ld], ld, &x0[0], &x1[0], &x2[0], k, &out)
+			dotF32x4x3(&wbuf[r*k], k, &x0[0], &x1[0], &x2[0], k, &out)
 			for q := 0; q < 4; q++ {
 				y0[r0+r+q] = out[3*q]
 				y1[r0+r+q] = out[3*q+1]
@@ -192,7 +298,7 @@ func (b *Backend) mmRows(worker int, t *mmTask, r0, r1 int) {
 			}
 		}
 		for ; r < nr; r++ {
-			wr := wbuf[r*ld : r*ld+k]
+			wr := wbuf[r*k : r*k+k]
 			y0[r0+r] = dotF32(&wr[0], &x0[0], k)
 			y1[r0+r] = dotF32(&wr[0], &x1[0], k)
 			y2[r0+r] = dotF32(&wr[0], &x2[0], k)
@@ -203,49 +309,161 @@ func (b *Backend) mmRows(worker int, t *mmTask, r0, r1 int) {
 		r := 0
 		var o4 [4]float32
 		for ; r+4 <= nr; r += 4 {
-			dotF32x4x1(&wbuf[r*ld], ld, &x0[0], k, &o4)
+			dotF32x4x1(&wbuf[r*k], k, &x0[0], k, &o4)
 			copy(y0[r0+r:r0+r+4], o4[:])
 		}
 		for ; r < nr; r++ {
-			y0[r0+r] = dotF32(&wbuf[r*ld], &x0[0], k)
+			y0[r0+r] = dotF32(&wbuf[r*k], &x0[0], k)
 		}
 	}
 }
 
-// gemvFused computes outputs [r0, r1) for one input row with the fused
-// dequantize-dot kernels, four weight rows at a time.
-func (b *Backend) gemvFused(w *weight, x, y []float32, r0, r1 int) {
+// quad returns the codes, scales and biases of weight rows r … r+3; when
+// fewer than four rows remain it copies them, zero-padded, into scratch
+// (padding rows compute zeros that are dropped).
+func (b *Backend) quad(worker int, w *weight, r int) (codes, scales, biases []byte) {
 	m := w.m
-	rb := m.Format.RowBytes(m.Cols)
-	sb := 2 * m.Groups()
-	gs := m.Format.GroupSize
-	var out [4]float32
-	r := r0
-	for ; r+4 <= r1; r += 4 {
-		codes := m.Data[r*rb:]
-		sc := m.Scales[r*sb:]
-		bi := m.Biases[r*sb:]
-		if w.fused == fusedAffine4BF16 {
-			gemvAffine4BF16x4(&codes[0], rb, &sc[0], &bi[0], sb, m.Groups(), gs/8, &x[0], &out)
-		} else {
-			gemvAffine8BF16x4(&codes[0], rb, &sc[0], &bi[0], sb, m.Groups(), gs/8, &x[0], &out)
-		}
-		copy(y[r:r+4], out[:])
+	rb, sb := m.Format.RowBytes(m.Cols), 2*m.Groups()
+	if r+4 <= m.Rows {
+		return m.Data[r*rb:], m.Scales[r*sb:], m.Biases[r*sb:]
 	}
-	if r < r1 {
-		var wr [8192]float32
-		tmp := wr[:0]
-		if m.Cols <= len(wr) {
-			tmp = wr[:m.Cols]
-		} else {
-			tmp = make([]float32, m.Cols)
+	s := &b.scratch[worker]
+	need := 4*rb + 8*sb
+	if cap(s.pad) < need {
+		s.pad = make([]byte, need)
+	}
+	p := s.pad[:need]
+	clear(p)
+	n := m.Rows - r
+	copy(p, m.Data[r*rb:(r+n)*rb])
+	copy(p[4*rb:], m.Scales[r*sb:(r+n)*sb])
+	copy(p[4*rb+4*sb:], m.Biases[r*sb:(r+n)*sb])
+	return p, p[4*rb:], p[4*rb+4*sb:]
+}
+
+// gemvQuad computes rows r … r+3 (or fewer) of w for input row i of t.
+func (b *Backend) gemvQuad(worker int, t *mmTask, r, i int, out *[4]float32) {
+	m := t.w.m
+	k, g, gs := m.Cols, m.Groups(), m.Format.GroupSize
+	codes, sc, bi := b.quad(worker, t.w, r)
+	rb, sb := m.Format.RowBytes(k), 2*g
+	xs := t.xs[i*g*8:]
+	if t.w.fused == fusedAffine4BF16 {
+		gemvA4(&codes[0], rb, &sc[0], &bi[0], sb, g, gs/16, &t.xp[i*k], &xs[0], out)
+	} else {
+		x := t.xrow(i)
+		gemvA8(&codes[0], rb, &sc[0], &bi[0], sb, g, gs/8, &x[0], &xs[0], out)
+	}
+}
+
+// mmFused computes outputs [r0, r1) of every row of task t for MLX affine
+// weights with a fused kernel.
+func (b *Backend) mmFused(worker int, t *mmTask, r0, r1 int) {
+	m := t.w.m
+	k, g, gs := m.Cols, m.Groups(), m.Format.GroupSize
+	n := t.n
+	yrow := func(i int) []float32 { return row(t.y, t.yt, i) }
+	put := func(y []float32, r int, v []float32) {
+		if r < r1 {
+			copy(y[r:min(r+len(v), r1)], v)
 		}
-		for ; r < r1; r++ {
-			b.dequantRow(w, r, tmp)
-			y[r] = dotF32(&tmp[0], &x[0], m.Cols)
+	}
+	if n == 1 {
+		var out [4]float32
+		y := yrow(0)
+		for r := r0; r < r1; r += 4 {
+			b.gemvQuad(worker, t, r, 0, &out)
+			put(y, r, out[:])
+		}
+		return
+	}
+	// Unpack the block's codes as float32(q·s) (padded to whole quads)
+	// and widen its biases once, interleaving each quad of rows chunk by
+	// chunk.
+	nr := r1 - r0
+	quads := (nr + 3) / 4
+	s := &b.scratch[worker]
+	qf := s.floats(quads * 4 * k)
+	bf := s.auxFloats(quads * 4 * g)
+	rb := m.Format.RowBytes(k)
+	for q := 0; q < quads; q++ {
+		base := qf[q*4*k : (q+1)*4*k]
+		for rr := 0; rr < 4; rr++ {
+			r := 4*q + rr
+			if r >= nr {
+				for j := 0; j < k/8; j++ {
+					clear(base[(4*j+rr)*8 : (4*j+rr)*8+8])
+				}
+				for j := 0; j < g; j++ {
+					bf[(q*g+j)*4+rr] = 0
+				}
+				continue
+			}
+			codes := m.Data[(r0+r)*rb:]
+			sc := m.Scales[(r0+r)*2*g:]
+			if t.w.fused == fusedAffine4BF16 {
+				unpackA4(&base[rr*8], &codes[0], &sc[0], g, gs/16, 4*32)
+			} else {
+				unpackA8(&base[rr*8], &codes[0], &sc[0], g, gs/8, 4*32)
+			}
+			bi := m.Biases[(r0+r)*2*g : (r0+r+1)*2*g]
+			for j := 0; j < g; j++ {
+				bf[(q*g+j)*4+rr] = bf16(bi[2*j:])
+			}
+		}
+	}
+	xin := func(i int) []float32 {
+		if t.w.fused == fusedAffine4BF16 {
+			return t.xp[i*k : (i+1)*k]
+		}
+		return t.xrow(i)
+	}
+	// Triples of input rows over the block, in tiles of input rows and of
+	// groups so the operands stay in the L1 and L2 caches; each (quad,
+	// triple) keeps its running sums across the group tiles.
+	triples := n / 3
+	gt := max(1, kTile/gs) // groups per tile
+	acc := s.accFloats(quads * triples * 96)
+	clear(acc)
+	for t0 := 0; t0 < triples; t0 += tokenTile / 3 {
+		t1 := min(t0+tokenTile/3, triples)
+		for g0 := 0; g0 < g; g0 += gt {
+			ng := min(gt, g-g0)
+			for q := 0; q < quads; q++ {
+				for tr := t0; tr < t1; tr++ {
+					i := 3 * tr
+					gemmA4x3(&qf[q*4*k+g0*gs*4], &bf[(q*g+g0)*4], ng, gs/8,
+						&xin(i)[g0*gs], &xin(i + 1)[g0*gs], &xin(i + 2)[g0*gs], &t.xs[i*g*8+g0*8], g*8,
+						(*[96]float32)(acc[(q*triples+tr)*96:]))
+				}
+			}
+		}
+	}
+	var out [12]float32
+	for q := 0; q < quads; q++ {
+		r := r0 + 4*q
+		for tr := 0; tr < triples; tr++ {
+			reduceT(&acc[(q*triples+tr)*96], &out[0], 12)
+			for c := 0; c < 3; c++ {
+				y := yrow(3*tr + c)
+				for rr := 0; rr < 4 && r+rr < r1; rr++ {
+					y[r+rr] = out[3*rr+c]
+				}
+			}
+		}
+	}
+	for i := 3 * triples; i < n; i++ {
+		var o4 [4]float32
+		y := yrow(i)
+		for r := r0; r < r1; r += 4 {
+			b.gemvQuad(worker, t, r, i, &o4)
+			put(y, r, o4[:])
 		}
 	}
 }
+
+// bf16 decodes the little-endian bf16 at b[0:2].
+func bf16(b []byte) float32 { return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24) }
 
 // dotGo is the plain-Go dot product.
 func dotGo(a, b []float32) float32 {

@@ -19,19 +19,31 @@ func dotF32x4x1(w *float32, ldw int, x *float32, k int, out *[4]float32)
 func dotF32x4x3(w *float32, ldw int, x0, x1, x2 *float32, k int, out *[12]float32)
 
 //go:noescape
-func dequantAffine4BF16(dst *float32, codes, scales, biases *byte, groups, chunks int)
-
-//go:noescape
-func dequantAffine8BF16(dst *float32, codes, scales, biases *byte, groups, chunks int)
-
-//go:noescape
-func gemvAffine4BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32)
-
-//go:noescape
-func gemvAffine8BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32)
-
-//go:noescape
 func axpyF32(dst *float32, a float32, x *float32, k int)
 
 //go:noescape
 func cvtF16(dst *float32, src *uint16, k int)
+
+//go:noescape
+func prepX4(xp, xs, x *float32, groups, blocks int)
+
+//go:noescape
+func prepX8(xs, x *float32, groups, chunks int)
+
+//go:noescape
+func gemvA4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, blocks int, xp, xs *float32, out *[4]float32)
+
+//go:noescape
+func gemvA8(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x, xs *float32, out *[4]float32)
+
+//go:noescape
+func unpackA4(dst *float32, codes, scales *byte, groups, blocks, stride int)
+
+//go:noescape
+func unpackA8(dst *float32, codes, scales *byte, groups, chunks, stride int)
+
+//go:noescape
+func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs *float32, xsStride int, t *[96]float32)
+
+//go:noescape
+func reduceT(t *float32, out *float32, n int)

@@ -30,9 +30,9 @@ GLOBL mask4<>(SB), RODATA|NOPTR, $4
 	VSHUFPS $0xB1, X, X, T; \
 	VADDPS T, X, X
 
-// LOADSB loads the bf16 scales (Y4..Y7) and biases (Y8..Y11) of one group
-// for four rows: rows at BX/DX + {0, R11, R12, R13}.
-#define LOADSB \
+// LOADS4 broadcasts the bf16 scales of the current group of four rows
+// (rows at BX + {0, R11, R12, R13}) into Y4..Y7.
+#define LOADS4 \
 	VPBROADCASTW (BX), Y4; \
 	VPSLLD $16, Y4, Y4; \
 	VPBROADCASTW (BX)(R11*1), Y5; \
@@ -40,19 +40,28 @@ GLOBL mask4<>(SB), RODATA|NOPTR, $4
 	VPBROADCASTW (BX)(R12*1), Y6; \
 	VPSLLD $16, Y6, Y6; \
 	VPBROADCASTW (BX)(R13*1), Y7; \
-	VPSLLD $16, Y7, Y7; \
-	VPBROADCASTW (DX), Y8; \
-	VPSLLD $16, Y8, Y8; \
-	VPBROADCASTW (DX)(R11*1), Y9; \
-	VPSLLD $16, Y9, Y9; \
-	VPBROADCASTW (DX)(R12*1), Y10; \
-	VPSLLD $16, Y10, Y10; \
-	VPBROADCASTW (DX)(R13*1), Y11; \
-	VPSLLD $16, Y11, Y11
+	VPSLLD $16, Y7, Y7
 
-// STORE4 reduces Y0..Y3 into out[0..3].
-#define STORE4 \
-	MOVQ out+64(FP), DX; \
+// BIAS4 adds the group's bias terms T = fma(XS, b, T) to the row sums
+// Y0..Y3, with XS at (R14) and bf16 biases at DX + {0, R11, R12, R13}.
+#define BIAS4 \
+	VMOVUPS (R14), Y8; \
+	VPBROADCASTW (DX), Y11; \
+	VPSLLD $16, Y11, Y11; \
+	VFMADD231PS Y11, Y8, Y0; \
+	VPBROADCASTW (DX)(R11*1), Y11; \
+	VPSLLD $16, Y11, Y11; \
+	VFMADD231PS Y11, Y8, Y1; \
+	VPBROADCASTW (DX)(R12*1), Y11; \
+	VPSLLD $16, Y11, Y11; \
+	VFMADD231PS Y11, Y8, Y2; \
+	VPBROADCASTW (DX)(R13*1), Y11; \
+	VPSLLD $16, Y11, Y11; \
+	VFMADD231PS Y11, Y8, Y3
+
+// STORE4 reduces the row sums Y0..Y3 into out[0..3].
+#define STORE4(OUT) \
+	MOVQ OUT, DX; \
 	REDUCE(Y0, X0, X12); \
 	VMOVSS X0, 0(DX); \
 	REDUCE(Y1, X1, X12); \
@@ -61,6 +70,28 @@ GLOBL mask4<>(SB), RODATA|NOPTR, $4
 	VMOVSS X2, 8(DX); \
 	REDUCE(Y3, X3, X12); \
 	VMOVSS X3, 12(DX)
+
+// NIB4 adds one 16-weight block of a 4-bit row (8 code bytes at ADDR,
+// group scale in S) to ACC, with the prepared inputs in Y8 (even) and Y9
+// (odd): ACC = fma(float32(lo·s), Y8, ACC), then the high nibbles.
+#define NIB4(ADDR, ACC, S, LO, HI) \
+	VPMOVZXBD ADDR, LO; \
+	VPSRLD $4, LO, HI; \
+	VPAND Y10, LO, LO; \
+	VCVTDQ2PS LO, LO; \
+	VCVTDQ2PS HI, HI; \
+	VMULPS S, LO, LO; \
+	VMULPS S, HI, HI; \
+	VFMADD231PS Y8, LO, ACC; \
+	VFMADD231PS Y9, HI, ACC
+
+// BYTE8 adds one 8-weight chunk of an 8-bit row (codes at ADDR, group
+// scale in S) to ACC with the inputs in Y8.
+#define BYTE8(ADDR, ACC, S, Q) \
+	VPMOVZXBD ADDR, Q; \
+	VCVTDQ2PS Q, Q; \
+	VMULPS S, Q, Q; \
+	VFMADD231PS Y8, Q, ACC
 
 // func dotF32(a, b *float32, k int) float32
 TEXT ·dotF32(SB), NOSPLIT, $0-28
@@ -208,204 +239,6 @@ d43done:
 	VZEROUPPER
 	RET
 
-// func dequantAffine4BF16(dst *float32, codes, scales, biases *byte, groups, chunks int)
-// dst[i] = float32(s·q) + b, q the 4-bit codes, s and b bf16 per group of
-// chunks·8 values.
-TEXT ·dequantAffine4BF16(SB), NOSPLIT, $0-48
-	MOVQ dst+0(FP), DI
-	MOVQ codes+8(FP), SI
-	MOVQ scales+16(FP), BX
-	MOVQ biases+24(FP), DX
-	MOVQ groups+32(FP), CX
-	MOVQ chunks+40(FP), R8
-	VMOVDQU      shifts4<>(SB), Y13
-	VPBROADCASTD mask4<>(SB), Y14
-
-dq4group:
-	VPBROADCASTW (BX), Y4
-	VPSLLD       $16, Y4, Y4
-	VPBROADCASTW (DX), Y5
-	VPSLLD       $16, Y5, Y5
-	MOVQ         R8, AX
-
-dq4chunk:
-	VPBROADCASTD (SI), Y15
-	VPSRLVD      Y13, Y15, Y15
-	VPAND        Y14, Y15, Y15
-	VCVTDQ2PS    Y15, Y15
-	VMULPS       Y4, Y15, Y15
-	VADDPS       Y5, Y15, Y15
-	VMOVUPS      Y15, (DI)
-	ADDQ         $4, SI
-	ADDQ         $32, DI
-	DECQ         AX
-	JNZ          dq4chunk
-	ADDQ         $2, BX
-	ADDQ         $2, DX
-	DECQ         CX
-	JNZ          dq4group
-	VZEROUPPER
-	RET
-
-// func dequantAffine8BF16(dst *float32, codes, scales, biases *byte, groups, chunks int)
-TEXT ·dequantAffine8BF16(SB), NOSPLIT, $0-48
-	MOVQ dst+0(FP), DI
-	MOVQ codes+8(FP), SI
-	MOVQ scales+16(FP), BX
-	MOVQ biases+24(FP), DX
-	MOVQ groups+32(FP), CX
-	MOVQ chunks+40(FP), R8
-
-dq8group:
-	VPBROADCASTW (BX), Y4
-	VPSLLD       $16, Y4, Y4
-	VPBROADCASTW (DX), Y5
-	VPSLLD       $16, Y5, Y5
-	MOVQ         R8, AX
-
-dq8chunk:
-	VPMOVZXBD (SI), Y15
-	VCVTDQ2PS Y15, Y15
-	VMULPS    Y4, Y15, Y15
-	VADDPS    Y5, Y15, Y15
-	VMOVUPS   Y15, (DI)
-	ADDQ      $8, SI
-	ADDQ      $32, DI
-	DECQ      AX
-	JNZ       dq8chunk
-	ADDQ      $2, BX
-	ADDQ      $2, DX
-	DECQ      CX
-	JNZ       dq8group
-	VZEROUPPER
-	RET
-
-// func gemvAffine4BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32)
-// Four rows of 4-bit MLX affine weights dotted with x, dequantizing in
-// registers exactly as dequantAffine4BF16 does.
-TEXT ·gemvAffine4BF16x4(SB), NOSPLIT, $0-72
-	MOVQ codes+0(FP), SI
-	MOVQ rowBytes+8(FP), R8
-	LEAQ (R8)(R8*1), R9
-	LEAQ (R9)(R8*1), R10
-	MOVQ scales+16(FP), BX
-	MOVQ biases+24(FP), DX
-	MOVQ scaleRowBytes+32(FP), R11
-	LEAQ (R11)(R11*1), R12
-	LEAQ (R12)(R11*1), R13
-	MOVQ groups+40(FP), CX
-	MOVQ chunks+48(FP), R14
-	MOVQ x+56(FP), DI
-	VMOVDQU      shifts4<>(SB), Y13
-	VPBROADCASTD mask4<>(SB), Y14
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-g4group:
-	LOADSB
-	MOVQ R14, AX
-
-g4chunk:
-	VMOVUPS      (DI), Y12
-	VPBROADCASTD (SI), Y15
-	VPSRLVD      Y13, Y15, Y15
-	VPAND        Y14, Y15, Y15
-	VCVTDQ2PS    Y15, Y15
-	VMULPS       Y4, Y15, Y15
-	VADDPS       Y8, Y15, Y15
-	VFMADD231PS  Y15, Y12, Y0
-	VPBROADCASTD (SI)(R8*1), Y15
-	VPSRLVD      Y13, Y15, Y15
-	VPAND        Y14, Y15, Y15
-	VCVTDQ2PS    Y15, Y15
-	VMULPS       Y5, Y15, Y15
-	VADDPS       Y9, Y15, Y15
-	VFMADD231PS  Y15, Y12, Y1
-	VPBROADCASTD (SI)(R9*1), Y15
-	VPSRLVD      Y13, Y15, Y15
-	VPAND        Y14, Y15, Y15
-	VCVTDQ2PS    Y15, Y15
-	VMULPS       Y6, Y15, Y15
-	VADDPS       Y10, Y15, Y15
-	VFMADD231PS  Y15, Y12, Y2
-	VPBROADCASTD (SI)(R10*1), Y15
-	VPSRLVD      Y13, Y15, Y15
-	VPAND        Y14, Y15, Y15
-	VCVTDQ2PS    Y15, Y15
-	VMULPS       Y7, Y15, Y15
-	VADDPS       Y11, Y15, Y15
-	VFMADD231PS  Y15, Y12, Y3
-	ADDQ         $4, SI
-	ADDQ         $32, DI
-	DECQ         AX
-	JNZ          g4chunk
-	ADDQ         $2, BX
-	ADDQ         $2, DX
-	DECQ         CX
-	JNZ          g4group
-	STORE4
-	VZEROUPPER
-	RET
-
-// func gemvAffine8BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32)
-TEXT ·gemvAffine8BF16x4(SB), NOSPLIT, $0-72
-	MOVQ codes+0(FP), SI
-	MOVQ rowBytes+8(FP), R8
-	LEAQ (R8)(R8*1), R9
-	LEAQ (R9)(R8*1), R10
-	MOVQ scales+16(FP), BX
-	MOVQ biases+24(FP), DX
-	MOVQ scaleRowBytes+32(FP), R11
-	LEAQ (R11)(R11*1), R12
-	LEAQ (R12)(R11*1), R13
-	MOVQ groups+40(FP), CX
-	MOVQ chunks+48(FP), R14
-	MOVQ x+56(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-g8group:
-	LOADSB
-	MOVQ R14, AX
-
-g8chunk:
-	VMOVUPS     (DI), Y12
-	VPMOVZXBD   (SI), Y15
-	VCVTDQ2PS   Y15, Y15
-	VMULPS      Y4, Y15, Y15
-	VADDPS      Y8, Y15, Y15
-	VFMADD231PS Y15, Y12, Y0
-	VPMOVZXBD   (SI)(R8*1), Y15
-	VCVTDQ2PS   Y15, Y15
-	VMULPS      Y5, Y15, Y15
-	VADDPS      Y9, Y15, Y15
-	VFMADD231PS Y15, Y12, Y1
-	VPMOVZXBD   (SI)(R9*1), Y15
-	VCVTDQ2PS   Y15, Y15
-	VMULPS      Y6, Y15, Y15
-	VADDPS      Y10, Y15, Y15
-	VFMADD231PS Y15, Y12, Y2
-	VPMOVZXBD   (SI)(R10*1), Y15
-	VCVTDQ2PS   Y15, Y15
-	VMULPS      Y7, Y15, Y15
-	VADDPS      Y11, Y15, Y15
-	VFMADD231PS Y15, Y12, Y3
-	ADDQ        $8, SI
-	ADDQ        $32, DI
-	DECQ        AX
-	JNZ         g8chunk
-	ADDQ        $2, BX
-	ADDQ        $2, DX
-	DECQ        CX
-	JNZ         g8group
-	STORE4
-	VZEROUPPER
-	RET
-
 // func axpyF32(dst *float32, a float32, x *float32, k int)
 // dst[i] += a·x[i] (one FMA per element), k a multiple of 8.
 TEXT ·axpyF32(SB), NOSPLIT, $0-32
@@ -447,5 +280,363 @@ cvloop:
 	JNZ       cvloop
 
 cvdone:
+	VZEROUPPER
+	RET
+
+// MLX affine weights with bf16 scales (4- and 8-bit) use one canonical
+// order per output y = W·x, shared by the fused GEMV and the GEMM
+// microkernel so that both give the same bits:
+//
+//	T = 0 (8 lanes)
+//	for each group g:
+//	    for each chunk c of 8 weights: T = fma(float32(q_c·s_g), x_c, T)
+//	    T = fma(XS_g, b_g, T)
+//	y = REDUCE(T)
+//
+// q_c are the codes as floats and x_c the matching inputs. For 4-bit
+// weights the chunks of each 16-weight block are the even then the odd
+// weights (low then high nibbles of 8 bytes), so x is prepared in that
+// de-interleaved order (prepX4); XS_g is the lane-wise sum of the group's
+// input chunks in chunk order, so Σ b·x over the group is b_g·ΣXS_g.
+
+// func prepX4(xp, xs, x *float32, groups, blocks int)
+// De-interleaves x (per 16 values: the 8 even, then the 8 odd) into xp and
+// writes the 8-lane group sums into xs.
+TEXT ·prepX4(SB), NOSPLIT, $0-40
+	MOVQ xp+0(FP), DI
+	MOVQ xs+8(FP), DX
+	MOVQ x+16(FP), SI
+	MOVQ groups+24(FP), CX
+
+px4group:
+	VXORPS Y2, Y2, Y2
+	MOVQ   blocks+32(FP), AX
+
+px4block:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VSHUFPS $0x88, Y1, Y0, Y3
+	VPERMPD $0xD8, Y3, Y3
+	VSHUFPS $0xDD, Y1, Y0, Y4
+	VPERMPD $0xD8, Y4, Y4
+	VMOVUPS Y3, (DI)
+	VMOVUPS Y4, 32(DI)
+	VADDPS  Y3, Y2, Y2
+	VADDPS  Y4, Y2, Y2
+	ADDQ    $64, SI
+	ADDQ    $64, DI
+	DECQ    AX
+	JNZ     px4block
+	VMOVUPS Y2, (DX)
+	ADDQ    $32, DX
+	DECQ    CX
+	JNZ     px4group
+	VZEROUPPER
+	RET
+
+// func prepX8(xs, x *float32, groups, chunks int)
+// Writes the 8-lane group sums of x into xs.
+TEXT ·prepX8(SB), NOSPLIT, $0-32
+	MOVQ xs+0(FP), DX
+	MOVQ x+8(FP), SI
+	MOVQ groups+16(FP), CX
+
+px8group:
+	VXORPS Y2, Y2, Y2
+	MOVQ   chunks+24(FP), AX
+
+px8chunk:
+	VADDPS (SI), Y2, Y2
+	ADDQ   $32, SI
+	DECQ   AX
+	JNZ    px8chunk
+	VMOVUPS Y2, (DX)
+	ADDQ    $32, DX
+	DECQ    CX
+	JNZ     px8group
+	VZEROUPPER
+	RET
+
+// func gemvA4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, blocks int, xp, xs *float32, out *[4]float32)
+// Four rows of 4-bit bf16-scaled MLX affine weights times one prepared
+// input row (prepX4), in the canonical order.
+TEXT ·gemvA4(SB), NOSPLIT, $0-80
+	MOVQ codes+0(FP), SI
+	MOVQ rowBytes+8(FP), R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R8*8), R10
+	MOVQ scales+16(FP), BX
+	MOVQ biases+24(FP), DX
+	MOVQ scaleRowBytes+32(FP), R11
+	LEAQ (R11)(R11*1), R12
+	LEAQ (R12)(R11*1), R13
+	MOVQ groups+40(FP), CX
+	MOVQ xp+56(FP), DI
+	MOVQ xs+64(FP), R14
+	VPBROADCASTD mask4<>(SB), Y10
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+ga4group:
+	LOADS4
+	MOVQ blocks+48(FP), AX
+
+ga4block:
+	// Prefetch the same columns eight rows on: rows go four at a time,
+	// and the hardware prefetcher alone leaves the loop waiting on memory.
+	PREFETCHT0 (R10)
+	PREFETCHT0 (R10)(R8*1)
+	PREFETCHT0 (R10)(R8*2)
+	PREFETCHT0 (R10)(R9*1)
+	VMOVUPS (DI), Y8
+	VMOVUPS 32(DI), Y9
+	NIB4((SI), Y0, Y4, Y11, Y12)
+	NIB4((SI)(R8*1), Y1, Y5, Y13, Y14)
+	NIB4((SI)(R8*2), Y2, Y6, Y11, Y12)
+	NIB4((SI)(R9*1), Y3, Y7, Y13, Y14)
+	ADDQ $8, SI
+	ADDQ $8, R10
+	ADDQ $64, DI
+	DECQ AX
+	JNZ  ga4block
+	BIAS4
+	ADDQ $2, BX
+	ADDQ $2, DX
+	ADDQ $32, R14
+	DECQ CX
+	JNZ  ga4group
+	STORE4(out+72(FP))
+	VZEROUPPER
+	RET
+
+// func gemvA8(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x, xs *float32, out *[4]float32)
+// Four rows of 8-bit bf16-scaled MLX affine weights times one input row
+// (group sums from prepX8), in the canonical order.
+TEXT ·gemvA8(SB), NOSPLIT, $0-80
+	MOVQ codes+0(FP), SI
+	MOVQ rowBytes+8(FP), R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R8*8), R10
+	MOVQ scales+16(FP), BX
+	MOVQ biases+24(FP), DX
+	MOVQ scaleRowBytes+32(FP), R11
+	LEAQ (R11)(R11*1), R12
+	LEAQ (R12)(R11*1), R13
+	MOVQ groups+40(FP), CX
+	MOVQ x+56(FP), DI
+	MOVQ xs+64(FP), R14
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+ga8group:
+	LOADS4
+	MOVQ chunks+48(FP), AX
+
+ga8chunk:
+	PREFETCHT0 (R10)
+	PREFETCHT0 (R10)(R8*1)
+	PREFETCHT0 (R10)(R8*2)
+	PREFETCHT0 (R10)(R9*1)
+	VMOVUPS (DI), Y8
+	BYTE8((SI), Y0, Y4, Y11)
+	BYTE8((SI)(R8*1), Y1, Y5, Y12)
+	BYTE8((SI)(R8*2), Y2, Y6, Y13)
+	BYTE8((SI)(R9*1), Y3, Y7, Y14)
+	ADDQ $8, SI
+	ADDQ $8, R10
+	ADDQ $32, DI
+	DECQ AX
+	JNZ  ga8chunk
+	BIAS4
+	ADDQ $2, BX
+	ADDQ $2, DX
+	ADDQ $32, R14
+	DECQ CX
+	JNZ  ga8group
+	STORE4(out+72(FP))
+	VZEROUPPER
+	RET
+
+// func unpackA4(dst *float32, codes, scales *byte, groups, blocks, stride int)
+// Writes one row of 4-bit codes as float32(q·s) in the prepared order (per
+// 16 weights: the 8 low nibbles, then the 8 high nibbles), one 8-float
+// chunk every stride bytes (so four rows can interleave, see gemmA4x3);
+// scales are the row's bf16 group scales.
+TEXT ·unpackA4(SB), NOSPLIT, $0-48
+	MOVQ         dst+0(FP), DI
+	MOVQ         codes+8(FP), SI
+	MOVQ         scales+16(FP), BX
+	MOVQ         groups+24(FP), CX
+	MOVQ         stride+40(FP), DX
+	VPBROADCASTD mask4<>(SB), Y10
+
+ua4group:
+	VPBROADCASTW (BX), Y4
+	VPSLLD       $16, Y4, Y4
+	MOVQ         blocks+32(FP), AX
+
+ua4:
+	VPMOVZXBD (SI), Y0
+	VPSRLD    $4, Y0, Y1
+	VPAND     Y10, Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VMULPS    Y4, Y0, Y0
+	VMULPS    Y4, Y1, Y1
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, (DI)(DX*1)
+	ADDQ      $8, SI
+	LEAQ      (DI)(DX*2), DI
+	DECQ      AX
+	JNZ       ua4
+	ADDQ      $2, BX
+	DECQ      CX
+	JNZ       ua4group
+	VZEROUPPER
+	RET
+
+// func unpackA8(dst *float32, codes, scales *byte, groups, chunks, stride int)
+TEXT ·unpackA8(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ codes+8(FP), SI
+	MOVQ scales+16(FP), BX
+	MOVQ groups+24(FP), CX
+	MOVQ stride+40(FP), DX
+
+ua8group:
+	VPBROADCASTW (BX), Y4
+	VPSLLD       $16, Y4, Y4
+	MOVQ         chunks+32(FP), AX
+
+ua8:
+	VPMOVZXBD (SI), Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    Y4, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $8, SI
+	ADDQ      DX, DI
+	DECQ      AX
+	JNZ       ua8
+	ADDQ      $2, BX
+	DECQ      CX
+	JNZ       ua8group
+	VZEROUPPER
+	RET
+
+// func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs *float32, xsStride int, t *[96]float32)
+// Four rows of unpacked weights float32(q·s), interleaved chunk by chunk
+// (row r's chunk j at q + (4j+r)·8 floats), with their f32 biases
+// interleaved likewise (row r of group g at b + 4g+r), times three prepared
+// input rows (group sums at xs, xs+xsStride, xs+2·xsStride floats),
+// continuing the running sums t[(3r+c)·8 …] in the canonical order, so
+// calls over consecutive ranges of groups make one sum; reduceT finishes.
+TEXT ·gemmA4x3(SB), NOSPLIT, $0-80
+	MOVQ q+0(FP), SI
+	MOVQ b+8(FP), DX
+	MOVQ groups+16(FP), CX
+	MOVQ x0+32(FP), DI
+	MOVQ x1+40(FP), BX
+	MOVQ x2+48(FP), R8
+	MOVQ xs+56(FP), R14
+	MOVQ xsStride+64(FP), R12
+	SHLQ $2, R12
+	MOVQ t+72(FP), R10
+	VMOVUPS 0(R10), Y0
+	VMOVUPS 32(R10), Y1
+	VMOVUPS 64(R10), Y2
+	VMOVUPS 96(R10), Y3
+	VMOVUPS 128(R10), Y4
+	VMOVUPS 160(R10), Y5
+	VMOVUPS 192(R10), Y6
+	VMOVUPS 224(R10), Y7
+	VMOVUPS 256(R10), Y8
+	VMOVUPS 288(R10), Y9
+	VMOVUPS 320(R10), Y10
+	VMOVUPS 352(R10), Y11
+
+g43group:
+	MOVQ chunks+24(FP), AX
+
+g43chunk:
+	VMOVUPS     (DI), Y12
+	VMOVUPS     (BX), Y13
+	VMOVUPS     (R8), Y14
+	VMOVUPS     (SI), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     32(SI), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     64(SI), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     96(SI), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $128, SI
+	ADDQ        $32, DI
+	ADDQ        $32, BX
+	ADDQ        $32, R8
+	DECQ        AX
+	JNZ         g43chunk
+	VBROADCASTSS 0(DX), Y12
+	VFMADD231PS  (R14), Y12, Y0
+	VFMADD231PS  (R14)(R12*1), Y12, Y1
+	VFMADD231PS  (R14)(R12*2), Y12, Y2
+	VBROADCASTSS 4(DX), Y12
+	VFMADD231PS  (R14), Y12, Y3
+	VFMADD231PS  (R14)(R12*1), Y12, Y4
+	VFMADD231PS  (R14)(R12*2), Y12, Y5
+	VBROADCASTSS 8(DX), Y12
+	VFMADD231PS  (R14), Y12, Y6
+	VFMADD231PS  (R14)(R12*1), Y12, Y7
+	VFMADD231PS  (R14)(R12*2), Y12, Y8
+	VBROADCASTSS 12(DX), Y12
+	VFMADD231PS  (R14), Y12, Y9
+	VFMADD231PS  (R14)(R12*1), Y12, Y10
+	VFMADD231PS  (R14)(R12*2), Y12, Y11
+	ADDQ         $16, DX
+	ADDQ         $32, R14
+	DECQ         CX
+	JNZ          g43group
+	VMOVUPS Y0, 0(R10)
+	VMOVUPS Y1, 32(R10)
+	VMOVUPS Y2, 64(R10)
+	VMOVUPS Y3, 96(R10)
+	VMOVUPS Y4, 128(R10)
+	VMOVUPS Y5, 160(R10)
+	VMOVUPS Y6, 192(R10)
+	VMOVUPS Y7, 224(R10)
+	VMOVUPS Y8, 256(R10)
+	VMOVUPS Y9, 288(R10)
+	VMOVUPS Y10, 320(R10)
+	VMOVUPS Y11, 352(R10)
+	VZEROUPPER
+	RET
+
+// func reduceT(t *float32, out *float32, n int)
+// Reduces n running sums of 8 lanes (t, 8 floats apart) into out[0..n) with
+// REDUCE.
+TEXT ·reduceT(SB), NOSPLIT, $0-24
+	MOVQ t+0(FP), R10
+	MOVQ out+8(FP), DX
+	MOVQ n+16(FP), CX
+
+rtloop:
+	VMOVUPS (R10), Y4
+	REDUCE(Y4, X4, X12)
+	VMOVSS  X4, (DX)
+	ADDQ    $32, R10
+	ADDQ    $4, DX
+	DECQ    CX
+	JNZ     rtloop
 	VZEROUPPER
 	RET

@@ -7,30 +7,36 @@ package cpu
 
 var haveSIMD = false
 
-func dotF32(a, b *float32, k int) float32 { panic("cpu: no SIMD") }
+func noSIMD() { panic("cpu: assembly kernel called without SIMD support") }
 
-func dotF32x4x1(w *float32, ldw int, x *float32, k int, out *[4]float32) { panic("cpu: no SIMD") }
+func dotF32(a, b *float32, k int) float32 { noSIMD(); return 0 }
 
-func dotF32x4x3(w *float32, ldw int, x0, x1, x2 *float32, k int, out *[12]float32) {
-	panic("cpu: no SIMD")
+func dotF32x4x1(w *float32, ldw int, x *float32, k int, out *[4]float32) { noSIMD() }
+
+func dotF32x4x3(w *float32, ldw int, x0, x1, x2 *float32, k int, out *[12]float32) { noSIMD() }
+
+func axpyF32(dst *float32, a float32, x *float32, k int) { noSIMD() }
+
+func cvtF16(dst *float32, src *uint16, k int) { noSIMD() }
+
+func prepX4(xp, xs, x *float32, groups, blocks int) { noSIMD() }
+
+func prepX8(xs, x *float32, groups, chunks int) { noSIMD() }
+
+func gemvA4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, blocks int, xp, xs *float32, out *[4]float32) {
+	noSIMD()
 }
 
-func dequantAffine4BF16(dst *float32, codes, scales, biases *byte, groups, chunks int) {
-	panic("cpu: no SIMD")
+func gemvA8(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x, xs *float32, out *[4]float32) {
+	noSIMD()
 }
 
-func dequantAffine8BF16(dst *float32, codes, scales, biases *byte, groups, chunks int) {
-	panic("cpu: no SIMD")
+func unpackA4(dst *float32, codes, scales *byte, groups, blocks, stride int) { noSIMD() }
+
+func unpackA8(dst *float32, codes, scales *byte, groups, chunks, stride int) { noSIMD() }
+
+func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs *float32, xsStride int, t *[96]float32) {
+	noSIMD()
 }
 
-func gemvAffine4BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32) {
-	panic("cpu: no SIMD")
-}
-
-func gemvAffine8BF16x4(codes *byte, rowBytes int, scales, biases *byte, scaleRowBytes, groups, chunks int, x *float32, out *[4]float32) {
-	panic("cpu: no SIMD")
-}
-
-func axpyF32(dst *float32, a float32, x *float32, k int) { panic("cpu: no SIMD") }
-
-func cvtF16(dst *float32, src *uint16, k int) { panic("cpu: no SIMD") }
+func reduceT(t *float32, out *float32, n int) { noSIMD() }

@@ -44,11 +44,11 @@ func (b *Backend) Bind(m *quant.Matrix) (kernels.Weight, error) {
 	if m.Format.Kind == quant.F32 && uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))%4 == 0 {
 		w.f32 = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(m.Data))), m.Rows*m.Cols)
 	}
-	if m.Format.Kind == quant.Affine && m.Format.Scale == quant.ScaleBF16 && m.Format.GroupSize%8 == 0 && m.Cols%8 == 0 {
-		switch m.Format.Bits {
-		case 4:
+	if f := m.Format; f.Kind == quant.Affine && f.Scale == quant.ScaleBF16 {
+		switch {
+		case f.Bits == 4 && f.GroupSize%16 == 0:
 			w.fused = fusedAffine4BF16
-		case 8:
+		case f.Bits == 8 && f.GroupSize%8 == 0:
 			w.fused = fusedAffine8BF16
 		}
 	}
@@ -63,26 +63,12 @@ func weightOf(w kernels.Weight) (*weight, error) {
 	return cw, nil
 }
 
-// dequantRow writes row r of w as f32 into dst, with the assembly
-// dequantizer when the backend uses SIMD and the format has one; the
-// result is identical to quant.Matrix.DequantRow either way.
+// dequantRow writes row r of w as f32 into dst, exactly as
+// quant.Matrix.DequantRow does.
 func (b *Backend) dequantRow(w *weight, r int, dst []float32) {
 	m := w.m
 	if w.f32 != nil {
 		copy(dst, w.f32[r*m.Cols:(r+1)*m.Cols])
-		return
-	}
-	if b.simd && w.fused != fusedNone {
-		rb := m.Format.RowBytes(m.Cols)
-		g := m.Groups()
-		codes := m.Data[r*rb:]
-		sc := m.Scales[2*r*g:]
-		bi := m.Biases[2*r*g:]
-		if w.fused == fusedAffine4BF16 {
-			dequantAffine4BF16(&dst[0], &codes[0], &sc[0], &bi[0], g, m.Format.GroupSize/8)
-		} else {
-			dequantAffine8BF16(&dst[0], &codes[0], &sc[0], &bi[0], g, m.Format.GroupSize/8)
-		}
 		return
 	}
 	dequantRowGo(m, r, dst)

@@ -104,7 +104,7 @@ func (h *harness) testMatMul(t *testing.T) {
 		})
 	}
 	// Larger shapes exercise the parallel paths.
-	for _, shape := range [][3]int{{300, 512, 1}, {300, 512, 9}, {129, 1024, 5}} {
+	for _, shape := range [][3]int{{300, 512, 1}, {300, 512, 9}, {129, 1024, 5}, {64, 256, 47}, {37, 128, 64}} {
 		rows, cols, n := shape[0], shape[1], shape[2]
 		m, err := quant.QuantizeAffine(randVals(r, rows*cols, 0.05), rows, cols, 4, 64, quant.ScaleBF16)
 		require.NoError(t, err)
@@ -127,7 +127,7 @@ func (h *harness) testMatMul(t *testing.T) {
 
 func (h *harness) testMatMulGrouped(t *testing.T) {
 	r := rng(3)
-	const rows, cols = 24, 128
+	const rows, cols, tokens = 24, 128, 7
 	var ms []*quant.Matrix
 	var ws, wrs []kernels.Weight
 	for e := 0; e < 5; e++ {
@@ -141,36 +141,60 @@ func (h *harness) testMatMulGrouped(t *testing.T) {
 		require.NoError(t, err)
 		ms, ws, wrs = append(ms, m), append(ws, w), append(wrs, wr)
 	}
-	offs := []int{0, 3, 3, 4, 9, 11} // expert 1 has no rows
+	offs := []int{0, 3, 3, 4, 9, 11}                  // expert 1 has no rows
+	slotRows := []int32{0, 3, 6, 1, 2, 3, 4, 5, 6, 0, 5} // slot → input row
 	n := offs[len(offs)-1]
-	x := randVals(r, n*cols, 1)
+	x := randVals(r, tokens*cols, 1)
+	gathered := make([]float32, 0, n*cols)
+	for _, tk := range slotRows {
+		gathered = append(gathered, x[int(tk)*cols:int(tk+1)*cols]...)
+	}
 	wantT := upload(t, h.ref, kernels.F32, n, rows, make([]float32, n*rows))
-	xr := upload(t, h.ref, kernels.F32, n, cols, x)
+	xr := upload(t, h.ref, kernels.F32, n, cols, gathered)
 	for g := range wrs {
 		if offs[g] < offs[g+1] {
 			h.ref.MatMul(wantT.RowRange(offs[g], offs[g+1]), xr.RowRange(offs[g], offs[g+1]), wrs[g])
 		}
 	}
 	want := read(t, h.ref, wantT)
-	view, whole := poisoned(t, h.b, n, rows)
-	kernels.MatMulGrouped(h.b, view, upload(t, h.b, kernels.F32, n, cols, x), ws, offs)
-	got := readChecked(t, h.b, view, whole, "MatMulGrouped")
 	var bounds []float64
 	for g, m := range ms {
-		bounds = append(bounds, dotBounds(m, x[offs[g]*cols:offs[g+1]*cols], offs[g+1]-offs[g])...)
+		bounds = append(bounds, dotBounds(m, gathered[offs[g]*cols:offs[g+1]*cols], offs[g+1]-offs[g])...)
 	}
-	within(t, got, want, bounds, "MatMulGrouped")
-	if h.b.Capabilities().Has(kernels.OpBatchInvariant) {
-		// Grouped rows equal the plain product of each group.
-		for g, w := range ws {
-			a, e := offs[g], offs[g+1]
-			if a == e {
-				continue
-			}
-			one := upload(t, h.b, kernels.F32, e-a, rows, make([]float32, (e-a)*rows))
-			h.b.MatMul(one, upload(t, h.b, kernels.F32, e-a, cols, x[a*cols:e*cols]), w)
-			require.Equal(t, got[a*rows:e*rows], read(t, h.b, one), "group %d differs from MatMul", g)
+	scratch := func(k int) (kernels.Tensor, error) { return h.b.Alloc(kernels.F32, k, cols) }
+
+	// Through the row index, and on pre-gathered rows.
+	for _, indexed := range []bool{true, false} {
+		view, whole := poisoned(t, h.b, n, rows)
+		var err error
+		if indexed {
+			err = kernels.MatMulGrouped(h.b, view, upload(t, h.b, kernels.F32, tokens, cols, x), slotRows, ws, offs, scratch)
+		} else {
+			err = kernels.MatMulGrouped(h.b, view, upload(t, h.b, kernels.F32, n, cols, gathered), nil, ws, offs, scratch)
 		}
+		require.NoError(t, err)
+		require.NoError(t, h.b.Sync())
+		got := readChecked(t, h.b, view, whole, "MatMulGrouped")
+		within(t, got, want, bounds, "MatMulGrouped (indexed %v)", indexed)
+		if h.b.Capabilities().Has(kernels.OpBatchInvariant) {
+			// Grouped rows equal the plain product of each group.
+			for g, w := range ws {
+				a, e := offs[g], offs[g+1]
+				if a == e {
+					continue
+				}
+				one := upload(t, h.b, kernels.F32, e-a, rows, make([]float32, (e-a)*rows))
+				h.b.MatMul(one, upload(t, h.b, kernels.F32, e-a, cols, gathered[a*cols:e*cols]), w)
+				require.Equal(t, got[a*rows:e*rows], read(t, h.b, one), "group %d differs from MatMul", g)
+			}
+		}
+	}
+	// A bad row index is reported.
+	if g, ok := h.b.(kernels.GroupedMatMuler); ok {
+		bad := append([]int32(nil), slotRows...)
+		bad[4] = tokens
+		g.MatMulGrouped(upload(t, h.b, kernels.F32, n, rows, make([]float32, n*rows)), upload(t, h.b, kernels.F32, tokens, cols, x), bad, ws, offs)
+		require.Error(t, h.b.Sync(), "row index beyond the input")
 	}
 }
 

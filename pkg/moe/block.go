@@ -109,18 +109,18 @@ func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 
 	slots := len(d.Rows)
 	inter := experts[0].Width()
-	xg, err := ws.Get("moe.x", slots, h)
-	if err != nil {
-		return err
-	}
-	b.Gather(xg, x, d.Rows)
+	// Gathered rows are only needed by backends without a fused grouped
+	// matmul; the fused one reads x through d.Rows.
+	scratch := func(n int) (kernels.Tensor, error) { return ws.Get("moe.x", n, h) }
 	var gate, up kernels.Tensor
 	if experts[0].GateUp != nil {
 		gu, err := ws.Get("moe.gu", slots, 2*inter)
 		if err != nil {
 			return err
 		}
-		kernels.MatMulGrouped(b, gu, xg, collect(experts, func(e *Expert) kernels.Weight { return e.GateUp }), d.Offs)
+		if err := kernels.MatMulGrouped(b, gu, x, d.Rows, collect(experts, func(e *Expert) kernels.Weight { return e.GateUp }), d.Offs, scratch); err != nil {
+			return err
+		}
 		for i, e := range experts {
 			if !e.GateUpBias.IsZero() {
 				r := gu.RowRange(d.Offs[i], d.Offs[i+1])
@@ -135,19 +135,22 @@ func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 		if up, err = ws.Get("moe.u", slots, inter); err != nil {
 			return err
 		}
-		kernels.MatMulGrouped(b, gate, xg, collect(experts, func(e *Expert) kernels.Weight { return e.Gate }), d.Offs)
-		kernels.MatMulGrouped(b, up, xg, collect(experts, func(e *Expert) kernels.Weight { return e.Up }), d.Offs)
+		if err := kernels.MatMulGrouped(b, gate, x, d.Rows, collect(experts, func(e *Expert) kernels.Weight { return e.Gate }), d.Offs, scratch); err != nil {
+			return err
+		}
+		if err := kernels.MatMulGrouped(b, up, x, d.Rows, collect(experts, func(e *Expert) kernels.Weight { return e.Up }), d.Offs, scratch); err != nil {
+			return err
+		}
 	}
-	act, err := ws.Get("moe.h", slots, inter)
-	if err != nil {
-		return err
-	}
-	b.Activate(act, gate, up, m.Act)
+	// The activation overwrites the gate values in place.
+	b.Activate(gate, gate, up, m.Act)
 	y, err := ws.Get("moe.y", slots, h)
 	if err != nil {
 		return err
 	}
-	kernels.MatMulGrouped(b, y, act, collect(experts, func(e *Expert) kernels.Weight { return e.Down }), d.Offs)
+	if err := kernels.MatMulGrouped(b, y, gate, nil, collect(experts, func(e *Expert) kernels.Weight { return e.Down }), d.Offs, scratch); err != nil {
+		return err
+	}
 	for i, e := range experts {
 		if !e.DownBias.IsZero() {
 			r := y.RowRange(d.Offs[i], d.Offs[i+1])

@@ -21,6 +21,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/model/attention"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/moe"
+	"github.com/maniac-ai/mach/pkg/quant"
 )
 
 // ModelType is config.json's model_type for this package.
@@ -172,8 +173,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			}
 		}
 	}
-	headRow := int64(m.head.Format().RowBytes(o.Hidden))
-	activeBytes += headRow*int64(o.Vocab) + headRow // the head, and one embedding row
+	activeBytes += weightBytes(m.head) + weightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
 	m.info = model.Info{
 		ModelType: ModelType, Vocab: o.Vocab, Layers: o.Layers, Hidden: o.Hidden, MaxContext: o.MaxPositions,
 		WeightBytes: w.BoundBytes(), ActiveBytes: activeBytes, Backend: m.b.Name(),
@@ -184,10 +184,20 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 func linearBytes(ls ...*model.Linear) int64 {
 	var n int64
 	for _, l := range ls {
-		f := l.W.Format()
-		n += int64(f.RowBytes(l.W.Cols())) * int64(l.W.Rows())
-		if f.Quantized() {
-			n += 2 * int64(f.Scale.Size()) * int64(l.W.Rows()) * int64(l.W.Cols()/f.GroupSize)
+		n += weightBytes(l.W)
+	}
+	return n
+}
+
+// weightBytes is the stored size of a weight: codes, scales and biases.
+func weightBytes(w kernels.Weight) int64 {
+	f := w.Format()
+	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
+	if f.Quantized() {
+		per := int64(f.Scale.Size()) * int64(w.Rows()) * int64(w.Cols()/f.GroupSize)
+		n += per
+		if f.Kind == quant.Affine {
+			n += per
 		}
 	}
 	return n
@@ -301,6 +311,7 @@ func (m *Model) logits(step *model.Step, x kernels.Tensor) (*model.Output, error
 		return nil, err
 	}
 	b.MatMul(lg, sel, m.head)
+	// A fresh slice: the caller keeps the logits beyond the next step.
 	host := make([]float32, r*o.Vocab)
 	if err := b.Read(host, lg); err != nil {
 		return nil, err
