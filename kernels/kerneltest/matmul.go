@@ -141,7 +141,7 @@ func (h *harness) testMatMulGrouped(t *testing.T) {
 		require.NoError(t, err)
 		ms, ws, wrs = append(ms, m), append(ws, w), append(wrs, wr)
 	}
-	offs := []int{0, 3, 3, 4, 9, 11}                  // expert 1 has no rows
+	offs := []int{0, 3, 3, 4, 9, 11}                     // expert 1 has no rows
 	slotRows := []int32{0, 3, 6, 1, 2, 3, 4, 5, 6, 0, 5} // slot → input row
 	n := offs[len(offs)-1]
 	x := randVals(r, tokens*cols, 1)
