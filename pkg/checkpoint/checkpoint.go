@@ -360,8 +360,12 @@ func (in *Inspection) checkLayers(main map[int]*layerExperts, hs *safetensors.He
 		if p := missingProj(le.projs); p != "" {
 			return fault.Mark(fmt.Errorf("%s: %w: layer %d has no %s projection among its routed-expert tensors", hs.Dir, ErrMismatch, l, p), fault.ErrIO)
 		}
-		if cfg.NumExperts > 0 && count != cfg.NumExperts {
-			return fault.Mark(fmt.Errorf("%s: %w: layer %d holds %d routed experts, but %s says %d (num_experts); a pruned checkpoint must carry its pruned config.json", hs.Dir, ErrMismatch, l, count, cfg.Name(), cfg.NumExperts), fault.ErrIO)
+		if want := cfg.LayerExperts(l); cfg.NumExperts > 0 && count != want {
+			key := "num_experts"
+			if cfg.ExpertsPerLayer != nil {
+				key = modelconfig.ExpertsPerLayerKey
+			}
+			return fault.Mark(fmt.Errorf("%s: %w: layer %d holds %d routed experts, but %s says %d (%s); a pruned checkpoint must carry its pruned config.json", hs.Dir, ErrMismatch, l, count, cfg.Name(), want, key), fault.ErrIO)
 		}
 		in.Experts.PerLayer[l] = count
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/maniac-ai/mach/pkg/checkpoint"
@@ -345,6 +346,30 @@ func TestInspectMismatches(t *testing.T) {
 			require.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// A pruned checkpoint whose layers keep different numbers of experts
+// declares them in num_experts_per_layer.
+func TestInspectPerLayerExpertCounts(t *testing.T) {
+	perLayer := strings.Replace(qwenCfg, `"num_experts":4`, `"num_experts":4,"num_experts_per_layer":[4,3]`, 1)
+	ts := perExpert(1, 4)
+	for _, x := range perExpert(2, 3) {
+		if strings.HasPrefix(x.Name, "model.layers.1.") {
+			ts = append(ts, x)
+		}
+	}
+	in, err := inspect(t, writeCheckpoint(t, perLayer, ts), checkpoint.Options{})
+	require.NoError(t, err)
+	require.Equal(t, checkpoint.PerExpert, in.Layout)
+	require.Equal(t, map[int]int{0: 4, 1: 3}, in.Experts.PerLayer)
+
+	_, err = inspect(t, writeCheckpoint(t, qwenCfg, ts), checkpoint.Options{})
+	require.ErrorIs(t, err, checkpoint.ErrMismatch)
+	require.Contains(t, err.Error(), "layer 1 holds 3 routed experts, but")
+	wrong := strings.Replace(qwenCfg, `"num_experts":4`, `"num_experts":4,"num_experts_per_layer":[4,2]`, 1)
+	_, err = inspect(t, writeCheckpoint(t, wrong, ts), checkpoint.Options{})
+	require.ErrorIs(t, err, checkpoint.ErrMismatch)
+	require.Contains(t, err.Error(), "says 2 (num_experts_per_layer)")
 }
 
 // Damaged safetensors files are errors naming the file, never panics.

@@ -242,3 +242,118 @@ func parseProjPart(s string, expert int) (ExpertTensor, bool) {
 	}
 	return ExpertTensor{Expert: expert, Proj: proj, Part: pt}, true
 }
+
+// BlockPrefix returns the MoE block prefix of a routed-expert tensor name:
+// everything before "experts." or "switch_mlp." ("model.layers.3.mlp.",
+// "layers.2.ffn.", "model.language_model.layers.0." for gemma4). ok is
+// false when Classify does not make name a routed expert.
+func BlockPrefix(modelType, name string) (prefix string, ok bool) {
+	kind, _ := Classify(modelType, name)
+	if kind != RoutedExpert {
+		return "", false
+	}
+	_, _, rest, _ := splitLayer(name)
+	head := name[:len(name)-len(rest)] // ends in "layers.N."
+	i := len(rest)
+	for _, m := range []string{"experts.", "switch_mlp."} {
+		if j := strings.Index(rest, m); j >= 0 && j < i {
+			i = j
+		}
+	}
+	return head + rest[:i], true
+}
+
+// ExpertName returns the name of one routed-expert tensor in the
+// per-expert engine layout that mach-prune writes and the loaders and mach
+// check read: block (see BlockPrefix) + "experts.<e>." + the projection +
+// "." + the part. Projections are gate_proj, up_proj and down_proj (w1, w3
+// and w2 for deepseek_v4, its native names); gate and up are always
+// separate [out, in] matrices. Parts keep their meaning: weight (MLX packed
+// U32 codes when quantized), scales, biases (MLX zero-points), bias (the
+// Linear bias), scale and weight_scale_inv (DeepSeek / FP8 block scales).
+func ExpertName(modelType, block string, expert int, p Proj, part Part) string {
+	return block + "experts." + strconv.Itoa(expert) + "." + ProjName(modelType, p) + "." + string(part)
+}
+
+// ProjName is the engine layout's module name of a projection.
+func ProjName(modelType string, p Proj) string {
+	if modelType == "deepseek_v4" {
+		switch p {
+		case Gate:
+			return "w1"
+		case Up:
+			return "w3"
+		case Down:
+			return "w2"
+		}
+	}
+	return string(p) + "_proj"
+}
+
+// RouterKind says how a router tensor depends on the routed experts.
+type RouterKind int
+
+// The router tensor kinds.
+const (
+	// NotRouter: not a router tensor indexed by expert (this includes
+	// router tensors over the hidden size, such as gemma4's router.scale).
+	NotRouter RouterKind = iota
+	// RouterRows: axis 0 indexes the layer's routed experts (the router
+	// weight and its MLX scales/biases, a router bias, gemma4's
+	// per_expert_scale, DeepSeek's e_score_correction_bias).
+	RouterRows
+	// RouterHash: the values are expert ids (DeepSeek hash layers'
+	// gate.tid2eid, [vocab, top-k]).
+	RouterHash
+)
+
+// RouterTensor describes a router tensor.
+type RouterTensor struct {
+	Kind  RouterKind
+	Layer int
+	MTP   bool
+}
+
+// ClassifyRouter recognises the routers of the architectures mach knows:
+// …mlp.gate.{weight,scales,biases,bias,e_score_correction_bias} (Qwen,
+// DeepSeek under mlp.), …ffn.gate.{weight,bias} and ffn.gate.tid2eid
+// (DeepSeek native), …mlp.router.{weight,bias,scales,biases} (gpt-oss) and
+// …layers.L.router.proj.* with router.per_expert_scale (gemma4).
+// modelType is accepted for symmetry with Classify; the schemes do not
+// collide across the architectures.
+func ClassifyRouter(modelType, name string) RouterTensor {
+	layer, mtp, rest, ok := splitLayer(name)
+	if !ok {
+		return RouterTensor{}
+	}
+	block := false
+	for _, b := range []string{"mlp.", "ffn.", "block_sparse_moe."} {
+		if s, found := strings.CutPrefix(rest, b); found {
+			rest, block = s, true
+			break
+		}
+	}
+	rows := func() RouterTensor { return RouterTensor{Kind: RouterRows, Layer: layer, MTP: mtp} }
+	isPart := func(s string) bool {
+		switch Part(s) {
+		case Weight, Scales, Biases, Bias:
+			return true
+		}
+		return false
+	}
+	switch {
+	case block && rest == "gate.tid2eid":
+		return RouterTensor{Kind: RouterHash, Layer: layer, MTP: mtp}
+	case block && rest == "gate.e_score_correction_bias":
+		return rows()
+	case block && strings.HasPrefix(rest, "gate.") && isPart(rest[len("gate."):]):
+		return rows()
+	case block && strings.HasPrefix(rest, "router.") && isPart(rest[len("router."):]):
+		return rows()
+	case !block && strings.HasPrefix(rest, "router.proj.") && isPart(rest[len("router.proj."):]):
+		return rows()
+	case !block && rest == "router.per_expert_scale":
+		return rows()
+	}
+	return RouterTensor{}
+}

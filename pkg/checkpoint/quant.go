@@ -288,7 +288,13 @@ func checkSidecarAgainstConfig(l *sidecar.Layout, cfg *modelconfig.Config) error
 			return fault.Mark(fmt.Errorf("%w: layout.json does not cover MoE layer %d; re-run mach-export-sidecar", sidecar.ErrIncomplete, i), fault.ErrIO)
 		}
 	}
-	if cfg.NumExperts > 0 && l.NumExperts != cfg.NumExperts {
+	if cfg.ExpertsPerLayer != nil {
+		for _, ly := range l.Layers {
+			if n, want := l.LayerExperts(ly), cfg.LayerExperts(ly.Index); n != want {
+				return fault.Mark(fmt.Errorf("%w: layout.json has %d experts in layer %d, config.json's %s %d", sidecar.ErrInvalid, n, ly.Index, modelconfig.ExpertsPerLayerKey, want), fault.ErrIO)
+			}
+		}
+	} else if cfg.NumExperts > 0 && l.NumExperts != cfg.NumExperts {
 		return fault.Mark(fmt.Errorf("%w: layout.json has num_experts %d, config.json %d", sidecar.ErrInvalid, l.NumExperts, cfg.NumExperts), fault.ErrIO)
 	}
 	return nil

@@ -93,6 +93,12 @@ type Config struct {
 	FirstKDenseReplace           int
 	EnableMoEBlock               bool
 
+	// ExpertsPerLayer is num_experts_per_layer, which mach-prune writes
+	// when a plan keeps different numbers of experts in different layers:
+	// one count per layer (0 on dense layers); NumExperts is then their
+	// maximum. Nil when every MoE layer has NumExperts. Use LayerExperts.
+	ExpertsPerLayer []int
+
 	// LayerTypes holds one attention kind per layer (see the constants),
 	// from layer_types or derived from the architecture's pattern keys.
 	LayerTypes    []string
@@ -406,6 +412,12 @@ func (c *Config) readDims(t obj) error {
 	if c.MLPOnlyLayers, err = t.ints("mlp_only_layers"); err != nil {
 		return err
 	}
+	if c.ExpertsPerLayer, err = t.ints(ExpertsPerLayerKey); err != nil {
+		return err
+	}
+	if c.ExpertsPerLayer != nil && len(c.ExpertsPerLayer) != c.NumLayers {
+		return invalid("%s%s has %d entries for %d layers (num_hidden_layers)", t.path, ExpertsPerLayerKey, len(c.ExpertsPerLayer), c.NumLayers)
+	}
 	if c.TieWordEmbeddings, err = t.boolean(false, "tie_word_embeddings"); err != nil {
 		return err
 	}
@@ -609,6 +621,22 @@ func (c *Config) IsMoELayer(i int) bool {
 		return true
 	}
 	return (i+1)%step == 0
+}
+
+// ExpertsPerLayerKey is the config.json key of per-layer expert counts.
+const ExpertsPerLayerKey = "num_experts_per_layer"
+
+// LayerExperts returns the number of routed experts of layer i: its
+// num_experts_per_layer entry when the config has one, else NumExperts on
+// MoE layers and 0 on the others.
+func (c *Config) LayerExperts(i int) int {
+	if !c.IsMoELayer(i) {
+		return 0
+	}
+	if c.ExpertsPerLayer != nil {
+		return c.ExpertsPerLayer[i]
+	}
+	return c.NumExperts
 }
 
 // MoELayers lists the layers with routed experts.

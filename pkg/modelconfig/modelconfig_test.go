@@ -178,6 +178,20 @@ func TestMoELayers(t *testing.T) {
 	}
 }
 
+// mach-prune writes num_experts_per_layer when layers keep different
+// numbers of experts; dense layers count 0.
+func TestLayerExperts(t *testing.T) {
+	c, err := modelconfig.Parse([]byte(`{"model_type":"qwen3_moe","num_hidden_layers":3,"num_experts":6,"mlp_only_layers":[1],
+		"num_experts_per_layer":[6,0,4]}`))
+	require.NoError(t, err)
+	require.Equal(t, []int{6, 0, 4}, c.ExpertsPerLayer)
+	require.Equal(t, []int{6, 0, 4, 0}, []int{c.LayerExperts(0), c.LayerExperts(1), c.LayerExperts(2), c.LayerExperts(3)})
+	c, err = modelconfig.Parse([]byte(`{"model_type":"qwen3_moe","num_hidden_layers":3,"num_experts":8,"mlp_only_layers":[1]}`))
+	require.NoError(t, err)
+	require.Nil(t, c.ExpertsPerLayer)
+	require.Equal(t, []int{8, 0, 8}, []int{c.LayerExperts(0), c.LayerExperts(1), c.LayerExperts(2)})
+}
+
 func TestQuantizationBlocks(t *testing.T) {
 	t.Run("mlx with overrides", func(t *testing.T) {
 		c, err := modelconfig.Parse([]byte(`{"model_type":"qwen3_moe","quantization":{"group_size":64,"bits":4,
@@ -249,6 +263,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad override", `{"model_type":"qwen3_moe","quantization":{"bits":4,"x":{"bits":"four"}}}`, "quantization.x.bits"},
 		{"bad per_layer_config", `{"model_type":"gemma4","text_config":{"per_layer_config":{"three":{}}}}`, "not a layer index"},
 		{"mlp_only_layers", `{"model_type":"qwen3_moe","mlp_only_layers":[1,"x"]}`, "mlp_only_layers[1]"},
+		{"num_experts_per_layer length", `{"model_type":"qwen3_moe","num_hidden_layers":3,"num_experts":8,"num_experts_per_layer":[8,6]}`, "num_experts_per_layer has 2 entries for 3 layers"},
+		{"num_experts_per_layer value", `{"model_type":"qwen3_moe","num_hidden_layers":2,"num_experts":8,"num_experts_per_layer":[8,-1]}`, "num_experts_per_layer[1]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
