@@ -14,13 +14,15 @@
 //	  "quant": {"mode": "affine", "bits": 4, "group_size": 64},
 //	  "alignment": 4096,                       // every expert slab starts at a multiple
 //	  "expert_stride": 1769472,                // bytes from one expert to the next
+//	  "checksum": "crc32c",                    // algorithm of the per-expert checksums
 //	  "components": [                          // one expert's slab, identical in every layer
 //	    {"name": "gate_proj.weight", "dtype": "U32", "shape": [512, 256], "offset": 0, "size": 524288},
 //	    {"name": "gate_proj.scales", "dtype": "BF16", "shape": [512, 32], "offset": 524288, "size": 32768},
 //	    ...
 //	  ],
 //	  "layers": [
-//	    {"index": 0, "file": "layer_00.bin", "size": 452984832, "sha256": "…"},
+//	    {"index": 0, "file": "layer_00.bin", "size": 452984832,
+//	     "experts": [{"offset": 0, "size": 1766400, "crc32c": "1c2d3e4f"}, ...]},
 //	    ...
 //	  ]
 //	}
@@ -30,10 +32,22 @@
 // num_experts·expert_stride bytes. Component dtypes are safetensors dtypes
 // (BF16, U32, U8, ...) or GGUF block types (Q8_0, Q4_K, Q2_K, IQ2_XXS,
 // IQ2_XS, IQ2_S, IQ3_XXS, IQ4_NL, MXFP4) for 2-bit and other GGUF experts;
-// shape is the logical [rows, columns] in elements, so size follows from
-// dtype and shape. Component names are "<projection>.<part>" with projection
+// shape is the per-expert shape in elements ([rows, columns] for matrices,
+// [rows, groups, 16] for gpt-oss MXFP4 blocks), so size follows from dtype
+// and shape. Component names are "<projection>.<part>" with projection
 // gate_proj, up_proj, down_proj or gate_up_proj and part weight, scales,
-// biases or bias.
+// biases, bias or blocks; "transposed" marks a weight stored input-major
+// ([in, out], gpt-oss bf16) and "interleaved" a gate_up_proj whose rows
+// alternate gate and up.
+//
+// Per-expert entries (written by mach-export-sidecar; optional in layouts
+// from older tools) give each expert's offset (always e·expert_stride), the
+// size of its payload (the components, without the padding up to the
+// stride) and the CRC-32C (Castagnoli) of those bytes as 8 lower-case hex
+// digits. CRC-32C is in Go's standard library and hardware-accelerated on
+// amd64 and arm64, so the streaming store can check an expert on its first
+// read for a few percent of the read's cost. An optional per-layer sha256
+// of the whole file is also checked by VerifyChecksums.
 package sidecar
 
 import (
@@ -46,6 +60,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/maniac-ai/mach/pkg/atomicfile"
@@ -61,6 +76,11 @@ const (
 	Format = "mach-expert-sidecar"
 	// Version is the layout version this package reads and writes.
 	Version = 1
+	// ChecksumCRC32C is the per-expert checksum algorithm.
+	ChecksumCRC32C = "crc32c"
+	// DirectIOAlignment is the alignment the exporter uses: the page and
+	// logical-block size that O_DIRECT reads need.
+	DirectIOAlignment = 4096
 )
 
 // Limits on untrusted layouts.
@@ -87,6 +107,18 @@ type Quant struct {
 	GroupSize int    `json:"group_size,omitempty"`
 }
 
+// String renders the quant as mach check does: "affine (4-bit, group
+// 64)", "bf16 (16-bit)".
+func (q Quant) String() string {
+	switch {
+	case q.Bits == 0:
+		return q.Mode
+	case q.GroupSize > 0:
+		return fmt.Sprintf("%s (%d-bit, group %d)", q.Mode, q.Bits, q.GroupSize)
+	}
+	return fmt.Sprintf("%s (%d-bit)", q.Mode, q.Bits)
+}
+
 // Component is one tensor of an expert's slab.
 type Component struct {
 	Name   string  `json:"name"`
@@ -94,6 +126,22 @@ type Component struct {
 	Shape  []int64 `json:"shape"`
 	Offset int64   `json:"offset"`
 	Size   int64   `json:"size"`
+	// Transposed: the weight is stored input-major, [in, out].
+	Transposed bool `json:"transposed,omitempty"`
+	// Interleaved: a gate_up_proj weight alternates gate and up rows.
+	Interleaved bool `json:"interleaved,omitempty"`
+}
+
+// End returns the byte just past the component within the slab.
+func (c Component) End() int64 { return c.Offset + c.Size }
+
+// Expert is one expert's entry in a layer: where its slab starts, how many
+// bytes of it are payload, and their checksum.
+type Expert struct {
+	Offset int64 `json:"offset"`
+	Size   int64 `json:"size"`
+	// CRC32C is the CRC-32C (Castagnoli) of the payload, 8 hex digits.
+	CRC32C string `json:"crc32c"`
 }
 
 // Layer is one MoE layer's file.
@@ -104,30 +152,44 @@ type Layer struct {
 	// NumExperts overrides the layout's count for a layer pruned to a
 	// different number of experts.
 	NumExperts int `json:"num_experts,omitempty"`
-	// SHA256 of the file, hex; written by the exporter, checked by Verify
-	// only when asked (it reads the whole file).
+	// SHA256 of the file, hex, optional; checked by VerifyChecksums.
 	SHA256 string `json:"sha256,omitempty"`
+	// Experts has one entry per expert, in order (see the package doc);
+	// absent in layouts from tools that record no checksums.
+	Experts []Expert `json:"experts,omitempty"`
 }
 
 // Layout is a parsed, validated layout.json.
 type Layout struct {
-	Format       string      `json:"format"`
-	Version      int         `json:"version"`
-	ModelType    string      `json:"model_type,omitempty"`
-	NumExperts   int         `json:"num_experts"`
-	Quant        Quant       `json:"quant"`
-	Alignment    int64       `json:"alignment"`
-	ExpertStride int64       `json:"expert_stride"`
-	Components   []Component `json:"components"`
-	Layers       []Layer     `json:"layers"`
+	Format       string `json:"format"`
+	Version      int    `json:"version"`
+	ModelType    string `json:"model_type,omitempty"`
+	NumExperts   int    `json:"num_experts"`
+	Quant        Quant  `json:"quant"`
+	Alignment    int64  `json:"alignment"`
+	ExpertStride int64  `json:"expert_stride"`
+	// Checksum names the algorithm of the per-expert checksums ("crc32c");
+	// empty when the layers carry none.
+	Checksum   string      `json:"checksum,omitempty"`
+	Components []Component `json:"components"`
+	Layers     []Layer     `json:"layers"`
 }
 
 func invalid(format string, args ...any) error {
 	return fault.Mark(fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...)), fault.ErrIO)
 }
 
-// LayerFileName is the conventional file name of layer i.
+// LayerFileName is the conventional file name of layer i of a model with
+// at most 100 layers.
 func LayerFileName(i int) string { return fmt.Sprintf("layer_%02d.bin", i) }
+
+// LayerFileNameWidth is the file name of layer i of a model with layers
+// layers, zero-padded to the width the largest index needs (at least two
+// digits): layer_07.bin of 48 layers, layer_007.bin of 120.
+func LayerFileNameWidth(i, layers int) string {
+	w := len(strconv.Itoa(max(layers-1, 0)))
+	return fmt.Sprintf("layer_%0*d.bin", max(w, 2), i)
+}
 
 // Parse decodes and validates layout.json bytes. It checks the layout's
 // internal consistency only; Verify checks the files.
@@ -179,6 +241,9 @@ func (l *Layout) Validate() error {
 	}
 	if l.Alignment > 0 && l.ExpertStride%l.Alignment != 0 {
 		return invalid("expert_stride %d is not a multiple of the alignment %d", l.ExpertStride, l.Alignment)
+	}
+	if l.Checksum != "" && l.Checksum != ChecksumCRC32C {
+		return invalid("checksum algorithm %q is not supported by this build (it reads %q)", l.Checksum, ChecksumCRC32C)
 	}
 	if err := l.validateComponents(); err != nil {
 		return err
@@ -265,9 +330,69 @@ func (l *Layout) validateLayers() error {
 		if ly.SHA256 != "" && !isHex(ly.SHA256, 64) {
 			return invalid("layer %d: sha256 %q is not 64 hex digits", ly.Index, ly.SHA256)
 		}
+		if err := l.validateExperts(ly, n); err != nil {
+			return err
+		}
 	}
 	slices.SortFunc(l.Layers, func(a, b Layer) int { return a.Index - b.Index })
 	return nil
+}
+
+// validateExperts checks a layer's per-expert entries against the stride
+// and the components.
+func (l *Layout) validateExperts(ly Layer, n int) error {
+	if len(ly.Experts) == 0 {
+		return nil
+	}
+	if l.Checksum != ChecksumCRC32C {
+		return invalid("layer %d lists expert checksums, but the layout's checksum algorithm is %q (this build reads %q)", ly.Index, l.Checksum, ChecksumCRC32C)
+	}
+	if len(ly.Experts) != n {
+		return invalid("layer %d: %d expert entries for %d experts", ly.Index, len(ly.Experts), n)
+	}
+	need := l.PayloadSize()
+	for e, x := range ly.Experts {
+		if x.Offset != int64(e)*l.ExpertStride {
+			return invalid("layer %d expert %d: offset %d, want %d (expert × stride)", ly.Index, e, x.Offset, int64(e)*l.ExpertStride)
+		}
+		if x.Size < need || x.Size > l.ExpertStride {
+			return invalid("layer %d expert %d: size %d outside [%d, %d] (the components' end, the stride)", ly.Index, e, x.Size, need, l.ExpertStride)
+		}
+		if !isHex(x.CRC32C, 8) {
+			return invalid("layer %d expert %d: crc32c %q is not 8 hex digits", ly.Index, e, x.CRC32C)
+		}
+	}
+	return nil
+}
+
+// PayloadSize is the end of the last component: the bytes of an expert's
+// slab that hold data.
+func (l *Layout) PayloadSize() int64 {
+	var end int64
+	for _, c := range l.Components {
+		end = max(end, c.End())
+	}
+	return end
+}
+
+// HasChecksums reports whether every layer carries per-expert checksums.
+func (l *Layout) HasChecksums() bool {
+	for _, ly := range l.Layers {
+		if len(ly.Experts) == 0 {
+			return false
+		}
+	}
+	return len(l.Layers) > 0
+}
+
+// Component returns the component named name.
+func (l *Layout) Component(name string) (Component, bool) {
+	for _, c := range l.Components {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Component{}, false
 }
 
 func plainName(s string) bool {
