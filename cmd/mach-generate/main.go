@@ -34,6 +34,14 @@ $MACH_CACHE_DIR, default ~/.cache/mach) or the Hugging Face hub cache
 ($HF_HUB_CACHE, $HF_HOME/hub, default ~/.cache/huggingface/hub).
 mach-generate never downloads weights.
 
+Without MODEL, mach's default model is used: a small qwen3_moe (8 M
+parameters) trained on the Python documentation, shipped with mach (see its
+MODEL_CARD.md). It is found at $MACH_DEFAULT_MODEL, else beside the binary
+(../share/mach/models/default as make install puts it, share/mach/models/default
+in a release archive, ../models/default from a checkout's bin/), else in
+models/default of the checkout holding the working directory;
+--log-level info names the directory used.
+
 PROMPT: exactly one of --prompt, --prompt-file (- reads stdin) or
 --prompt-tokens. Text is encoded the way Hugging Face tokenizers' encode does
 by default, so the tokenizer's post-processor decides whether a BOS token is
@@ -62,6 +70,7 @@ with the reason mach check gives (exit 1). --streaming (expert streaming from
 expert_sidecar/) is not implemented in this build (exit 3).
 
 EXAMPLES:
+   mach-generate --chat --prompt "How do I use itertools.chain()?" --temperature 0
    mach-generate mlx-community/Qwen3-30B-A3B-4bit --prompt "def reverse(s):" --max-tokens 64 --temperature 0.0
    mach-generate ./ckpt --chat --system "Be brief." --prompt "Hello"
    mach-generate ./ckpt --prompt-file prompt.txt --top-p 0.9 --seed 7 --stop "\n\n"
@@ -70,7 +79,7 @@ EXAMPLES:
 
 func newApp(d deps) *cli.App {
 	app := cliapp.NewApp("mach-generate", "one-shot text generation", description)
-	app.ArgsUsage = "MODEL"
+	app.ArgsUsage = "[MODEL]"
 	app.Flags = append(app.Flags,
 		&cli.StringFlag{Name: "prompt", Usage: "prompt text"},
 		&cli.StringFlag{Name: "prompt-file", Usage: "read the prompt from a file (- for stdin)"},
@@ -130,11 +139,11 @@ func parseOptions(c *cli.Context, d deps) (options, error) {
 	}
 	switch c.Args().Len() {
 	case 0:
-		return o, cliapp.Usagef("missing MODEL: a checkpoint directory or a cached repo id")
+		// The default model (resolved in run).
 	case 1:
 		o.Model = c.Args().First()
 	default:
-		return o, cliapp.Usagef("want one MODEL, got %d arguments (quote a prompt with spaces: --prompt \"…\")", c.Args().Len())
+		return o, cliapp.Usagef("want at most one MODEL, got %d arguments (quote a prompt with spaces: --prompt \"…\")", c.Args().Len())
 	}
 	sources := 0
 	for _, s := range []string{o.Prompt, o.PromptFile, o.PromptTokens} {

@@ -139,7 +139,6 @@ func TestRefusalsAndUsage(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"no model", []string{"--prompt", "x"}, cliapp.ExitUsage, "missing MODEL"},
 		{"no prompt", []string{dir}, cliapp.ExitUsage, "no prompt"},
 		{"two prompts", []string{dir, "--prompt", "x", "--prompt-tokens", "1"}, cliapp.ExitUsage, "only one of"},
 		{"chat with ids", []string{dir, "--chat", "--prompt-tokens", "1"}, cliapp.ExitUsage, "--chat"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/chat"
 	"github.com/maniac-ai/mach/pkg/checkpoint"
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/defaultmodel"
 	"github.com/maniac-ai/mach/pkg/engine"
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/hub"
@@ -237,8 +239,17 @@ func joinIDs(ids []int32) string {
 }
 
 // resolve finds MODEL: a directory, or a repo id whose weights are in the
-// engine cache or the Hugging Face hub cache.
+// engine cache or the Hugging Face hub cache; without MODEL, the default
+// model.
 func resolve(d deps, o options) (string, error) {
+	if o.Model == "" {
+		m, err := defaultmodel.Find(defaultmodel.Options{Getenv: d.getenv})
+		if err != nil {
+			return "", fmt.Errorf("no MODEL given: %w", err)
+		}
+		slog.Info("no MODEL given: using the default model", "dir", m.Dir, "found", string(m.Source))
+		return m.Dir, nil
+	}
 	if st, err := os.Stat(o.Model); err == nil {
 		if !st.IsDir() {
 			return "", cliapp.Usagef("%s is a file; MODEL is a checkpoint directory (holding config.json) or a cached repo id", o.Model)
