@@ -42,19 +42,31 @@ lint: ## gofmt check and go vet
 bench: ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
+# The default model (models/default) goes where the binaries look for it:
+# PREFIX/share/mach/models/default, beside PREFIX/bin (pkg/defaultmodel).
+MODEL_SRC   := models/default
+MODEL_DEST  := $(DESTDIR)$(PREFIX)/share/mach/models/default
+
 .PHONY: install
-install: build ## install the binaries into $(PREFIX)/bin
+install: build ## install the binaries into $(PREFIX)/bin and the default model into $(PREFIX)/share/mach
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
+	rm -rf '$(MODEL_DEST)'
+	install -d '$(MODEL_DEST)/draft'
+	install -m 0644 $(wildcard $(MODEL_SRC)/*.json $(MODEL_SRC)/*.safetensors $(MODEL_SRC)/*.md $(MODEL_SRC)/*.txt) '$(MODEL_DEST)/'
+	install -m 0644 $(wildcard $(MODEL_SRC)/draft/*) '$(MODEL_DEST)/draft/'
 
 .PHONY: fixtures
 fixtures: ## fetch test fixtures that are not committed (tokenizers)
 	@# One step per line; each step is idempotent and fails loudly.
 	tools/fixtures/tokenizers.sh
 
+# Two greedy generations with the default model (no MODEL given): a ChatML
+# question and a code prompt, 64 tokens each; a few seconds on 2 cores.
 .PHONY: demo
-demo: build ## build and run the main job
-	$(BIN)/mach-archs
+demo: build ## build and run the main job: generate with the default model
+	$(BIN)/mach-generate --verbose --chat --prompt 'How do I use itertools.chain()?' --temperature 0 --max-tokens 64
+	$(BIN)/mach-generate --verbose --prompt $$'def fib(n):\n' --temperature 0 --max-tokens 64
 
 .PHONY: release-check
 release-check: ## install goreleaser into .tools/ and validate .goreleaser.yaml
