@@ -34,6 +34,10 @@ type Block struct {
 	Window  int
 	Sinks   kernels.Tensor
 	Softcap float32
+	// OutputGate: Q emits, per head, the query followed by as many gate
+	// values, and the attention output is multiplied by σ(gate) before O
+	// (qwen3_5_moe's gated attention).
+	OutputGate bool
 }
 
 // Forward writes the block's output for x (the normed hidden states of
@@ -57,7 +61,19 @@ func (a *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 	if err != nil {
 		return err
 	}
-	a.Q.Forward(b, q, x)
+	var gate kernels.Tensor
+	if a.OutputGate {
+		qg, err := ws.Get("attn.qg", n, 2*qd)
+		if err != nil {
+			return err
+		}
+		a.Q.Forward(b, qg, x)
+		heads := qg.Reshape(n*a.Heads, 2*a.HeadDim)
+		b.Copy(q.Reshape(n*a.Heads, a.HeadDim), heads.ColRange(0, a.HeadDim))
+		gate = heads.ColRange(a.HeadDim, 2*a.HeadDim)
+	} else {
+		a.Q.Forward(b, q, x)
+	}
 	a.K.Forward(b, k, x)
 	a.V.Forward(b, v, x)
 	if !a.QNorm.IsZero() {
@@ -90,6 +106,12 @@ func (a *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 			QPos: step.SeqPos(i), NumKeys: view.NumKeys, KPos: view.KPos,
 			Causal: true, Window: a.Window, Sinks: a.Sinks, Softcap: a.Softcap,
 		})
+	}
+	if a.OutputGate {
+		oh := o.Reshape(n*a.Heads, a.HeadDim)
+		if err := kernels.SigmoidMul(b, oh, gate, oh); err != nil {
+			return fmt.Errorf("attention layer %d: %w", a.Layer, err)
+		}
 	}
 	a.O.Forward(b, out, o)
 	return nil
