@@ -18,6 +18,8 @@ type Block struct {
 	Routing kernels.Routing
 	Store   Store
 	Act     kernels.Activation
+	// Mask, when set, is added to the router logits (see NewExpertMask).
+	Mask kernels.Tensor
 }
 
 // Dispatch is the host-side plan of one step: which rows go to which
@@ -90,6 +92,9 @@ func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 		return err
 	}
 	m.Router.Forward(b, logits, x)
+	if !m.Mask.IsZero() {
+		b.Add(logits, logits, m.Mask)
+	}
 	idx := ws.Int32s("moe.idx", t*k)
 	wts := ws.Float32s("moe.w", t*k)
 	if err := b.Route(logits, m.Routing, idx, wts); err != nil {
