@@ -1,11 +1,20 @@
-// Package hub fetches files of Hugging Face model repositories into the
-// engine cache. Today it fetches metadata only (config.json and the expert
-// sidecar's layout.json) for mach check; weights are never downloaded. A
-// later change adds full downloads into the same cache layout.
+// Package hub resolves models named by Hugging Face repo id to local
+// directories and downloads what is missing, sharing the cache that
+// Python tools (huggingface_hub, transformers, mlx-lm) already fill.
 //
-// Cache layout, under the engine cache root (--cache-dir, $MACH_CACHE_DIR,
-// default ~/.cache/mach), a subset of the Hugging Face hub cache so hub
-// tools and mach-models read it:
+// Resolver is the one entry point commands use: a local directory is used
+// as is; a repo id (org/name[@revision]) is looked up in the Hugging Face
+// hub cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), then
+// in the engine cache root (--cache-dir, $MACH_CACHE_DIR, ~/.cache/mach);
+// what is still missing is downloaded (unless --local-only or
+// HF_HUB_OFFLINE=1): only the files the command needs (Wanted), in
+// parallel, resumable, verified against the hub's sha256 or git id before
+// they are renamed into blobs/, in the hub cache layout (see cache.go) so
+// Python tools reuse them.
+//
+// mach check's config-only resolution (NeedConfig) keeps its own fetch,
+// FetchConfig: config.json and, best-effort, expert_sidecar/layout.json,
+// into the engine cache root:
 //
 //	<root>/hub/models--<org>--<name>/
 //	    refs/<revision>                     the commit the revision resolved to
@@ -31,7 +40,6 @@ import (
 
 	"github.com/maniac-ai/mach/pkg/atomicfile"
 	"github.com/maniac-ai/mach/pkg/fault"
-	"github.com/maniac-ai/mach/pkg/version"
 )
 
 // DefaultEndpoint is the public Hugging Face hub.
@@ -74,14 +82,11 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// NewClient returns a client for the endpoint and token in the
-// environment (HF_ENDPOINT, HF_TOKEN) caching under cacheRoot.
+// NewClient returns a client for the endpoint and token in the process
+// environment (HF_ENDPOINT; HF_TOKEN or the token file, see Token) caching
+// under cacheRoot.
 func NewClient(cacheRoot string) *Client {
-	ep := strings.TrimRight(os.Getenv(EnvEndpoint), "/")
-	if ep == "" {
-		ep = DefaultEndpoint
-	}
-	return &Client{Endpoint: ep, Token: os.Getenv(EnvToken), CacheRoot: cacheRoot}
+	return NewClientEnv(os.Getenv, cacheRoot)
 }
 
 // CacheRoot returns the engine cache root: override when set, else
@@ -196,33 +201,13 @@ type response struct {
 // get fetches one file, reading at most maxBytes.
 func (c *Client) get(ctx context.Context, repo, revision, file string, maxBytes int64) (*response, error) {
 	u := c.URL(repo, revision, file)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := c.do(ctx, http.MethodGet, u, nil, c.httpClient())
 	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("bad hub URL %q: %w; check %s", u, err, EnvEndpoint), fault.ErrUsage)
-	}
-	req.Header.Set("User-Agent", "mach/"+version.String())
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fault.Mark(fmt.Errorf("cannot reach %s (%v): are you offline? Set %s for a mirror, or pass a local checkpoint directory (--local-only)", c.Endpoint, unwrapURLError(err), EnvEndpoint), fault.ErrNetwork)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, fault.Mark(fmt.Errorf("%w: %s (HTTP 404): check the repo id, the file and --revision %s", ErrNotFound, u, revision), fault.ErrNetwork)
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		hint := "set " + EnvToken + " to a token with access (gated or private repo)"
-		if c.Token != "" {
-			hint = "the token in " + EnvToken + " has no access to " + repo
-		}
-		return nil, fault.Mark(fmt.Errorf("%w: %s (HTTP %d): %s", ErrDenied, u, resp.StatusCode, hint), fault.ErrNetwork)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fault.Mark(fmt.Errorf("%s answered HTTP %d for %s", c.Endpoint, resp.StatusCode, u), fault.ErrNetwork)
+	if err := statusError(resp, c, repo, revision, u); err != nil {
+		return nil, err
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
