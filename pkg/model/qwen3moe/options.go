@@ -24,6 +24,18 @@ type Options struct {
 	Window                   int
 	// MoE[i] reports whether layer i is routed.
 	MoE []bool
+	// ExpertsPerLayer is config.json's num_experts_per_layer (a checkpoint
+	// pruned to different counts per layer); nil when every MoE layer has
+	// Experts. Use LayerExperts.
+	ExpertsPerLayer []int
+}
+
+// LayerExperts returns the number of routed experts of layer i.
+func (o Options) LayerExperts(i int) int {
+	if o.ExpertsPerLayer != nil && i < len(o.ExpertsPerLayer) {
+		return o.ExpertsPerLayer[i]
+	}
+	return o.Experts
 }
 
 // ParseOptions reads the options from a normalized config, decoding the
@@ -46,7 +58,7 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 	o := Options{
 		Hidden: cfg.HiddenSize, Layers: cfg.NumLayers, Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim,
 		Vocab: cfg.VocabSize, MaxPositions: cfg.MaxPositionEmbeddings, Intermediate: cfg.IntermediateSize,
-		Experts: cfg.NumExperts, TopK: cfg.ExpertsPerToken, ExpertWidth: cfg.MoEIntermediateSize,
+		Experts: cfg.NumExperts, TopK: cfg.ExpertsPerToken, ExpertWidth: cfg.MoEIntermediateSize, ExpertsPerLayer: cfg.ExpertsPerLayer,
 		TiedEmbeddings: cfg.TieWordEmbeddings, Eps: 1e-6,
 	}
 	if o.HeadDim == 0 && o.Heads > 0 {
@@ -80,8 +92,8 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 	o.MoE = make([]bool, o.Layers)
 	for i := range o.MoE {
 		o.MoE[i] = cfg.IsMoELayer(i)
-		if o.MoE[i] && (o.Experts <= 0 || o.TopK <= 0 || o.TopK > o.Experts || o.ExpertWidth <= 0) {
-			return bad("layer %d is a MoE layer but num_experts %d, num_experts_per_tok %d, moe_intermediate_size %d", i, o.Experts, o.TopK, o.ExpertWidth)
+		if ne := o.LayerExperts(i); o.MoE[i] && (ne <= 0 || o.TopK <= 0 || o.TopK > ne || o.ExpertWidth <= 0) {
+			return bad("layer %d is a MoE layer but num_experts %d, num_experts_per_tok %d, moe_intermediate_size %d", i, ne, o.TopK, o.ExpertWidth)
 		}
 		if !o.MoE[i] && o.Intermediate <= 0 {
 			return bad("layer %d is dense but intermediate_size is %d", i, o.Intermediate)

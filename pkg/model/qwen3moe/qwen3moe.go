@@ -138,7 +138,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		l.attn = a
 		activeBytes += linearBytes(a.Q, a.K, a.V, a.O)
 		if o.MoE[i] {
-			router, err := w.LoadLinear(p+"mlp.gate", o.Experts, o.Hidden)
+			router, err := w.LoadLinear(p+"mlp.gate", o.LayerExperts(i), o.Hidden)
 			if err != nil {
 				return err
 			}
@@ -146,7 +146,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 				Routing: kernels.Routing{K: o.TopK, Score: kernels.SoftmaxAll, Normalize: o.NormTopK}}
 			activeBytes += linearBytes(router)
 			if lo.Store == nil {
-				es, err := moe.BindExperts(w, p+"mlp.", o.Experts, o.Hidden, o.ExpertWidth)
+				es, err := moe.BindExperts(w, p+"mlp.", o.LayerExperts(i), o.Hidden, o.ExpertWidth)
 				if err != nil {
 					return err
 				}
@@ -168,8 +168,8 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 	for i, l := range m.layers {
 		if l.moe != nil {
 			l.moe.Store = m.store
-			if m.store.Experts(i) != o.Experts {
-				return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, m.store.Experts(i), o.Experts)
+			if m.store.Experts(i) != o.LayerExperts(i) {
+				return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, m.store.Experts(i), o.LayerExperts(i))
 			}
 		}
 	}
