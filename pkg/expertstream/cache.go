@@ -1,0 +1,295 @@
+package expertstream
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/maniac-ai/mach/pkg/fault"
+	"github.com/maniac-ai/mach/pkg/moe"
+)
+
+// ErrCacheFull: every slot holds an expert that is in use or being read,
+// so a load has nowhere to go (the budget is smaller than what one step
+// pins; see Options.CacheBytes).
+var ErrCacheFull = errors.New("expert cache full")
+
+type state uint8
+
+const (
+	absent state = iota
+	loading
+	ready
+)
+
+// entry is one (layer, expert) of the sidecar.
+type entry struct {
+	item
+	state state
+	slot  int32
+	pins  int32
+	// spec: loaded by speculation and not demanded since.
+	spec bool
+	// done is closed when the current load finishes; err is its result.
+	done chan struct{}
+	err  error
+	// corrupt is sticky: an expert whose bytes failed their checksum is
+	// never served.
+	corrupt error
+	// verified: the expert's checksum was checked on an earlier read.
+	verified bool
+	// bound is the expert bound to the backend (nil until first use).
+	bound *moe.Expert
+	// counted is the step whose demand statistics already include it.
+	counted int64
+}
+
+// counters are the cache's event counts (Stats adds I/O figures).
+type counters struct {
+	requests, hits, misses   int64
+	specHits, specReads      int64
+	specWasted, evictions    int64
+	demandReads, corruptions int64
+}
+
+// cache is the slot bookkeeping shared by the Store and the simulator: who
+// occupies which slot, what the policy evicts, what speculation loads.
+// It does no I/O and no locking (the Store holds its lock).
+type cache struct {
+	pol     policy
+	slots   int
+	free    []int32
+	owner   []*entry
+	entries map[int][]*entry
+	// next maps a MoE layer to the MoE layer after it (-1 for the last).
+	next map[int]int
+	now  int64
+	// lastLayer detects a new forward step (a layer at or below the last
+	// one seen).
+	lastLayer int
+	pred      *predictor
+	c         counters
+}
+
+func newCache(pol policy, slots int, layers map[int]int, speculate bool) *cache {
+	c := &cache{pol: pol, slots: slots, owner: make([]*entry, slots), entries: map[int][]*entry{}, next: map[int]int{}, lastLayer: -1}
+	idx := make([]int, 0, len(layers))
+	for l, n := range layers {
+		idx = append(idx, l)
+		es := make([]*entry, n)
+		for e := range es {
+			es[e] = &entry{item: item{layer: l, expert: e, pos: -1}, slot: -1, counted: -1}
+		}
+		c.entries[l] = es
+	}
+	slices.Sort(idx)
+	for i, l := range idx {
+		c.next[l] = -1
+		if i+1 < len(idx) {
+			c.next[l] = idx[i+1]
+		}
+	}
+	for i := slots - 1; i >= 0; i-- {
+		c.free = append(c.free, int32(i))
+	}
+	if speculate {
+		c.pred = newPredictor(layers, c.next)
+	}
+	return c
+}
+
+// tick advances the step clock when layer starts a new forward step.
+func (c *cache) tick(layer int) {
+	if layer <= c.lastLayer || c.lastLayer < 0 {
+		c.now++
+	}
+	c.lastLayer = layer
+}
+
+func (c *cache) entry(layer, e int) (*entry, error) {
+	es := c.entries[layer]
+	if e < 0 || e >= len(es) {
+		return nil, fault.Mark(fmt.Errorf("expert store: layer %d has no expert %d (of %d)", layer, e, len(es)), fault.ErrIO)
+	}
+	return es[e], nil
+}
+
+// alloc finds a slot for x: a free one, or one the policy frees. spec
+// loads only take a victim the policy would rather lose. It returns -1
+// when nothing can be evicted now.
+func (c *cache) alloc(x *entry, spec bool) int32 {
+	if n := len(c.free); n > 0 {
+		s := c.free[n-1]
+		c.free = c.free[:n-1]
+		return s
+	}
+	v := c.pol.victim(x.layer, c.now, func(it *item) bool {
+		e := c.entries[it.layer][it.expert]
+		return e.state == ready && e.pins == 0
+	})
+	if v == nil {
+		return -1
+	}
+	victim := c.entries[v.layer][v.expert]
+	if spec && !c.worthSpeculating(victim) {
+		return -1
+	}
+	s := victim.slot
+	c.evict(victim)
+	return s
+}
+
+// worthSpeculating: a guess may replace victim only if victim has not been
+// demanded in the last specAge steps (LRFU: its CRF is below a guess's).
+func (c *cache) worthSpeculating(victim *entry) bool {
+	if victim.spec {
+		return false // never churn one guess for another
+	}
+	if lf, ok := c.pol.(*lrfuPolicy); ok {
+		return victim.key <= lf.lambda*float64(c.now-specAge)
+	}
+	return c.now-victim.last >= specAge
+}
+
+func (c *cache) evict(x *entry) {
+	c.pol.removed(&x.item)
+	c.owner[x.slot] = nil
+	if x.spec {
+		c.c.specWasted++
+	}
+	x.state, x.slot, x.spec, x.bound = absent, -1, false, nil
+	c.c.evictions++
+}
+
+// place puts x into slot s, loading.
+func (c *cache) place(x *entry, s int32, spec bool) {
+	x.slot, x.state, x.spec = s, loading, spec
+	x.done, x.err = make(chan struct{}), nil
+	c.owner[s] = x
+	x.last = c.now
+	c.pol.inserted(&x.item, c.now, spec)
+	if spec {
+		c.c.specReads++
+	} else {
+		c.c.demandReads++
+	}
+}
+
+// drop returns x's slot after a failed load.
+func (c *cache) drop(x *entry) {
+	if x.slot < 0 {
+		return
+	}
+	c.pol.removed(&x.item)
+	c.owner[x.slot] = nil
+	c.free = append(c.free, x.slot)
+	x.state, x.slot, x.spec, x.bound = absent, -1, false, nil
+}
+
+// demand records that layer needs experts now: it counts hits and misses
+// (once per step), marks the policy access, pins them when pin is set,
+// and returns the entries that must be read, each already placed in a
+// slot. A miss with no slot to take is returned in wait; the caller
+// retries it once a load or a pin ends.
+func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry, err error) {
+	var held []*entry
+	defer func() {
+		for _, x := range held {
+			x.pins--
+		}
+	}()
+	for _, e := range experts {
+		x, err := c.entry(layer, e)
+		if err != nil {
+			return nil, nil, err
+		}
+		if x.corrupt != nil {
+			return nil, nil, x.corrupt
+		}
+	}
+	for _, e := range experts {
+		x := c.entries[layer][e]
+		if pin {
+			x.pins++
+		}
+		if x.counted != c.now {
+			x.counted = c.now
+			c.c.requests++
+			if x.state == absent {
+				c.c.misses++
+			} else {
+				c.c.hits++
+				if x.spec {
+					c.c.specHits++
+				}
+			}
+		}
+		x.spec = false
+		if x.state != absent {
+			c.pol.accessed(&x.item, c.now)
+			continue
+		}
+		// Pin while allocating the rest so a later miss of the same
+		// layer cannot evict an earlier one.
+		if !pin {
+			x.pins++
+			held = append(held, x)
+		}
+		s := c.alloc(x, false)
+		if s < 0 {
+			wait = append(wait, x)
+			continue
+		}
+		c.place(x, s, false)
+		c.pol.accessed(&x.item, c.now)
+		loads = append(loads, x)
+	}
+	if c.pred != nil {
+		c.pred.observe(layer, experts, c.now)
+	}
+	return loads, wait, nil
+}
+
+// retry places a miss demand could not place: placed says it now needs
+// its read started, ok false that there is still no slot.
+func (c *cache) retry(x *entry) (placed, ok bool) {
+	if x.state != absent {
+		return false, true
+	}
+	s := c.alloc(x, false)
+	if s < 0 {
+		return false, false
+	}
+	c.place(x, s, false)
+	c.pol.accessed(&x.item, c.now)
+	return true, true
+}
+
+// speculate chooses loads for the MoE layer after layer from what layer
+// just demanded, and places them.
+func (c *cache) speculate(layer int, experts []int) []*entry {
+	if c.pred == nil {
+		return nil
+	}
+	nl := c.next[layer]
+	if nl < 0 {
+		return nil
+	}
+	var out []*entry
+	for _, e := range c.pred.predict(layer, experts) {
+		x := c.entries[nl][e]
+		if x.state != absent || x.corrupt != nil {
+			continue
+		}
+		s := c.alloc(x, true)
+		if s < 0 {
+			break
+		}
+		c.place(x, s, true)
+		out = append(out, x)
+	}
+	return out
+}
+
+// resident counts the slots in use.
+func (c *cache) resident() int { return c.slots - len(c.free) }

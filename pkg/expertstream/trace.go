@@ -1,0 +1,149 @@
+package expertstream
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/maniac-ai/mach/pkg/moe"
+)
+
+// Access is one layer's demand in one forward step.
+type Access struct {
+	Step    int64
+	Layer   int
+	Experts []int
+}
+
+// Trace is a routing trace: every MoE layer's expert choice, step by step,
+// as a store sees it. Policies are compared by replaying one (Simulate).
+type Trace struct {
+	// Experts is each MoE layer's expert count.
+	Experts  map[int]int
+	Accesses []Access
+}
+
+// Steps returns the number of forward steps in the trace.
+func (t *Trace) Steps() int64 {
+	if len(t.Accesses) == 0 {
+		return 0
+	}
+	return t.Accesses[len(t.Accesses)-1].Step + 1
+}
+
+// Recorder is a moe.Store that records the routing trace of the store it
+// wraps.
+type Recorder struct {
+	moe.Store
+	mu        sync.Mutex
+	trace     Trace
+	step      int64
+	lastLayer int
+}
+
+// NewRecorder wraps s.
+func NewRecorder(s moe.Store, layers []int) *Recorder {
+	r := &Recorder{Store: s, lastLayer: -1, step: -1, trace: Trace{Experts: map[int]int{}}}
+	for _, l := range layers {
+		r.trace.Experts[l] = s.Experts(l)
+	}
+	return r
+}
+
+// Acquire implements moe.Store, recording the demand.
+func (r *Recorder) Acquire(ctx context.Context, layer int, experts []int) ([]*moe.Expert, error) {
+	r.mu.Lock()
+	if layer <= r.lastLayer || r.lastLayer < 0 {
+		r.step++
+	}
+	r.lastLayer = layer
+	r.trace.Accesses = append(r.trace.Accesses, Access{Step: r.step, Layer: layer, Experts: slices.Clone(experts)})
+	r.mu.Unlock()
+	return r.Store.Acquire(ctx, layer, experts)
+}
+
+// Trace returns a copy of what was recorded.
+func (r *Recorder) Trace() *Trace {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := &Trace{Experts: map[int]int{}, Accesses: slices.Clone(r.trace.Accesses)}
+	for k, v := range r.trace.Experts {
+		t.Experts[k] = v
+	}
+	return t
+}
+
+// SimOptions configure a replay.
+type SimOptions struct {
+	Policy Policy
+	// Slots is the cache size in experts; it must hold one step's largest
+	// demand of a layer.
+	Slots    int
+	HalfLife float64
+	// Speculate enables the next-layer prefetch; Threshold is its
+	// probability cut (default DefaultSpecThreshold).
+	Speculate bool
+	Threshold float64
+}
+
+// SimResult counts what a replay did.
+type SimResult struct {
+	Requests, Hits, Misses int64
+	// SpecReads were speculative loads; SpecHits of them were demanded
+	// before eviction, SpecWasted evicted unused.
+	SpecReads, SpecHits, SpecWasted int64
+	Evictions                       int64
+}
+
+// HitRate is Hits / Requests.
+func (r SimResult) HitRate() float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(r.Hits) / float64(r.Requests)
+}
+
+// Reads is every expert read (demand misses and speculative loads).
+func (r SimResult) Reads() int64 { return r.Misses + r.SpecReads }
+
+// Simulate replays t through the store's own cache logic with instant
+// reads: the hit rate a policy would get on this routing.
+func Simulate(t *Trace, o SimOptions) (SimResult, error) {
+	layers := make([]int, 0, len(t.Experts))
+	for l := range t.Experts {
+		layers = append(layers, l)
+	}
+	slices.Sort(layers)
+	pol, err := newPolicy(o.Policy, layers, o.Slots, o.HalfLife)
+	if err != nil {
+		return SimResult{}, err
+	}
+	c := newCache(pol, o.Slots, t.Experts, o.Speculate)
+	if c.pred != nil && o.Threshold > 0 {
+		c.pred.threshold = o.Threshold
+	}
+	for _, a := range t.Accesses {
+		c.tick(a.Layer)
+		loads, wait, err := c.demand(a.Layer, a.Experts, true)
+		if err != nil {
+			return SimResult{}, err
+		}
+		if len(wait) > 0 {
+			return SimResult{}, fmt.Errorf("%w: %d slots cannot hold layer %d's %d experts of step %d", ErrCacheFull, o.Slots, a.Layer, len(a.Experts), a.Step)
+		}
+		for _, x := range loads {
+			x.state = ready
+		}
+		for _, e := range a.Experts {
+			c.entries[a.Layer][e].pins--
+		}
+		for _, x := range c.speculate(a.Layer, a.Experts) {
+			x.state = ready
+		}
+	}
+	return SimResult{
+		Requests: c.c.requests, Hits: c.c.hits, Misses: c.c.misses,
+		SpecReads: c.c.specReads, SpecHits: c.c.specHits, SpecWasted: c.c.specWasted, Evictions: c.c.evictions,
+	}, nil
+}
