@@ -43,9 +43,9 @@ type mmTask struct {
 	rows []int32
 	// n is the number of input (and output) rows.
 	n int
-	// For fused weights: the prepared inputs, one row per input row —
+	// For fused weights: the prepared inputs, one row per row of xt —
 	// the de-interleaved copy (4-bit; 8-bit uses x itself) and the 8-lane
-	// group sums.
+	// group sums. Tasks of one grouped call share them.
 	xp, xs []float32
 }
 
@@ -125,12 +125,26 @@ func (b *Backend) mmTask(dst, x kernels.Tensor, w kernels.Weight) (mmTask, error
 	return mmTask{w: cw, x: xd, y: yd, xt: x, yt: dst, n: dst.Rows}, nil
 }
 
-// xrow returns input row i of the task.
-func (t *mmTask) xrow(i int) []float32 {
+// src returns the row of xt that input row i of the task reads.
+func (t *mmTask) src(i int) int {
 	if t.rows != nil {
-		i = int(t.rows[i])
+		return int(t.rows[i])
 	}
-	return row(t.x, t.xt, i)
+	return i
+}
+
+// xrow returns input row i of the task.
+func (t *mmTask) xrow(i int) []float32 { return row(t.x, t.xt, t.src(i)) }
+
+// xpRow and xsRow return the prepared input row i.
+func (t *mmTask) xpRow(i int) []float32 {
+	k := t.w.m.Cols
+	return t.xp[t.src(i)*k : (t.src(i)+1)*k]
+}
+
+func (t *mmTask) xsRow(i int) []float32 {
+	g := t.w.m.Groups()
+	return t.xs[t.src(i)*g*8 : (t.src(i)+1)*g*8]
 }
 
 // blockRows picks how many weight rows one unit of parallel work covers:
@@ -148,18 +162,40 @@ func (b *Backend) blockRows(rows, cols int) int {
 func (b *Backend) fusedPath(w *weight) bool { return b.simd && w.fused != fusedNone }
 
 // prepare fills the tasks' prepared inputs for fused weights, in
-// b.prepBuf (reused across calls).
+// b.prepBuf (reused across calls). Every row of a task's xt is prepared
+// once; tasks of a grouped call (which share xt) and the same format share
+// the result.
 func (b *Backend) prepare(tasks []mmTask) {
+	type key struct {
+		fused     fusedKind
+		groupSize int
+		shared    bool
+	}
+	type prep struct {
+		t      *mmTask // the task whose xt is prepared
+		xp, xs []float32
+	}
+	preps := map[key]*prep{}
+	var order []*prep
 	need := 0
 	for i := range tasks {
 		t := &tasks[i]
 		if !b.fusedPath(t.w) {
 			continue
 		}
-		n, k, g := t.n, t.w.m.Cols, t.w.m.Groups()
+		k := key{t.w.fused, t.w.m.Format.GroupSize, t.rows != nil}
+		if k.shared && preps[k] != nil {
+			continue
+		}
+		p := &prep{t: t}
+		if k.shared {
+			preps[k] = p
+		}
+		order = append(order, p)
+		n, cols, g := t.xt.Rows, t.w.m.Cols, t.w.m.Groups()
 		need += n * g * 8
 		if t.w.fused == fusedAffine4BF16 {
-			need += n * k
+			need += n * cols
 		}
 	}
 	if need == 0 {
@@ -170,32 +206,43 @@ func (b *Backend) prepare(tasks []mmTask) {
 	}
 	buf := b.prepBuf[:need]
 	type job struct {
-		t   *mmTask
+		p   *prep
 		row int
 	}
 	var jobs []job
+	for _, p := range order {
+		n, cols, g := p.t.xt.Rows, p.t.w.m.Cols, p.t.w.m.Groups()
+		p.xs, buf = buf[:n*g*8], buf[n*g*8:]
+		if p.t.w.fused == fusedAffine4BF16 {
+			p.xp, buf = buf[:n*cols], buf[n*cols:]
+		}
+		for r := 0; r < n; r++ {
+			jobs = append(jobs, job{p, r})
+		}
+	}
 	for i := range tasks {
 		t := &tasks[i]
 		if !b.fusedPath(t.w) {
 			continue
 		}
-		n, k, g := t.n, t.w.m.Cols, t.w.m.Groups()
-		t.xs, buf = buf[:n*g*8], buf[n*g*8:]
-		if t.w.fused == fusedAffine4BF16 {
-			t.xp, buf = buf[:n*k], buf[n*k:]
+		p := preps[key{t.w.fused, t.w.m.Format.GroupSize, t.rows != nil}]
+		if t.rows == nil {
+			for _, q := range order {
+				if q.t == t {
+					p = q
+				}
+			}
 		}
-		for r := 0; r < n; r++ {
-			jobs = append(jobs, job{t, r})
-		}
+		t.xp, t.xs = p.xp, p.xs
 	}
 	do := func(_, i int) {
 		j := jobs[i]
-		t := j.t
-		k, g, gs := t.w.m.Cols, t.w.m.Groups(), t.w.m.Format.GroupSize
-		x := t.xrow(j.row)
-		xs := t.xs[j.row*g*8 : (j.row+1)*g*8]
+		t := j.p.t
+		cols, g, gs := t.w.m.Cols, t.w.m.Groups(), t.w.m.Format.GroupSize
+		x := row(t.x, t.xt, j.row)
+		xs := j.p.xs[j.row*g*8 : (j.row+1)*g*8]
 		if t.w.fused == fusedAffine4BF16 {
-			prepX4(&t.xp[j.row*k], &xs[0], &x[0], g, gs/16)
+			prepX4(&j.p.xp[j.row*cols], &xs[0], &x[0], g, gs/16)
 		} else {
 			prepX8(&xs[0], &x[0], g, gs/8)
 		}
@@ -347,9 +394,9 @@ func (b *Backend) gemvQuad(worker int, t *mmTask, r, i int, out *[4]float32) {
 	k, g, gs := m.Cols, m.Groups(), m.Format.GroupSize
 	codes, sc, bi := b.quad(worker, t.w, r)
 	rb, sb := m.Format.RowBytes(k), 2*g
-	xs := t.xs[i*g*8:]
+	xs := t.xsRow(i)
 	if t.w.fused == fusedAffine4BF16 {
-		gemvA4(&codes[0], rb, &sc[0], &bi[0], sb, g, gs/16, &t.xp[i*k], &xs[0], out)
+		gemvA4(&codes[0], rb, &sc[0], &bi[0], sb, g, gs/16, &t.xpRow(i)[0], &xs[0], out)
 	} else {
 		x := t.xrow(i)
 		gemvA8(&codes[0], rb, &sc[0], &bi[0], sb, g, gs/8, &x[0], &xs[0], out)
@@ -414,7 +461,7 @@ func (b *Backend) mmFused(worker int, t *mmTask, r0, r1 int) {
 	}
 	xin := func(i int) []float32 {
 		if t.w.fused == fusedAffine4BF16 {
-			return t.xp[i*k : (i+1)*k]
+			return t.xpRow(i)
 		}
 		return t.xrow(i)
 	}
@@ -433,7 +480,8 @@ func (b *Backend) mmFused(worker int, t *mmTask, r0, r1 int) {
 				for tr := t0; tr < t1; tr++ {
 					i := 3 * tr
 					gemmA4x3(&qf[q*4*k+g0*gs*4], &bf[(q*g+g0)*4], ng, gs/8,
-						&xin(i)[g0*gs], &xin(i + 1)[g0*gs], &xin(i + 2)[g0*gs], &t.xs[i*g*8+g0*8], g*8,
+						&xin(i)[g0*gs], &xin(i + 1)[g0*gs], &xin(i + 2)[g0*gs],
+						&t.xsRow(i)[g0*8], &t.xsRow(i + 1)[g0*8], &t.xsRow(i + 2)[g0*8],
 						(*[96]float32)(acc[(q*triples+tr)*96:]))
 				}
 			}

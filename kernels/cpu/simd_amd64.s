@@ -527,24 +527,24 @@ ua8:
 	VZEROUPPER
 	RET
 
-// func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs *float32, xsStride int, t *[96]float32)
+// func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs0, xs1, xs2 *float32, t *[96]float32)
 // Four rows of unpacked weights float32(q·s), interleaved chunk by chunk
 // (row r's chunk j at q + (4j+r)·8 floats), with their f32 biases
 // interleaved likewise (row r of group g at b + 4g+r), times three prepared
-// input rows (group sums at xs, xs+xsStride, xs+2·xsStride floats),
+// input rows (group sums at xs0, xs1, xs2),
 // continuing the running sums t[(3r+c)·8 …] in the canonical order, so
 // calls over consecutive ranges of groups make one sum; reduceT finishes.
-TEXT ·gemmA4x3(SB), NOSPLIT, $0-80
+TEXT ·gemmA4x3(SB), NOSPLIT, $0-88
 	MOVQ q+0(FP), SI
 	MOVQ b+8(FP), DX
 	MOVQ groups+16(FP), CX
 	MOVQ x0+32(FP), DI
 	MOVQ x1+40(FP), BX
 	MOVQ x2+48(FP), R8
-	MOVQ xs+56(FP), R14
-	MOVQ xsStride+64(FP), R12
-	SHLQ $2, R12
-	MOVQ t+72(FP), R10
+	MOVQ xs0+56(FP), R14
+	MOVQ xs1+64(FP), R12
+	MOVQ xs2+72(FP), R13
+	MOVQ t+80(FP), R10
 	VMOVUPS 0(R10), Y0
 	VMOVUPS 32(R10), Y1
 	VMOVUPS 64(R10), Y2
@@ -589,22 +589,24 @@ g43chunk:
 	JNZ         g43chunk
 	VBROADCASTSS 0(DX), Y12
 	VFMADD231PS  (R14), Y12, Y0
-	VFMADD231PS  (R14)(R12*1), Y12, Y1
-	VFMADD231PS  (R14)(R12*2), Y12, Y2
+	VFMADD231PS  (R12), Y12, Y1
+	VFMADD231PS  (R13), Y12, Y2
 	VBROADCASTSS 4(DX), Y12
 	VFMADD231PS  (R14), Y12, Y3
-	VFMADD231PS  (R14)(R12*1), Y12, Y4
-	VFMADD231PS  (R14)(R12*2), Y12, Y5
+	VFMADD231PS  (R12), Y12, Y4
+	VFMADD231PS  (R13), Y12, Y5
 	VBROADCASTSS 8(DX), Y12
 	VFMADD231PS  (R14), Y12, Y6
-	VFMADD231PS  (R14)(R12*1), Y12, Y7
-	VFMADD231PS  (R14)(R12*2), Y12, Y8
+	VFMADD231PS  (R12), Y12, Y7
+	VFMADD231PS  (R13), Y12, Y8
 	VBROADCASTSS 12(DX), Y12
 	VFMADD231PS  (R14), Y12, Y9
-	VFMADD231PS  (R14)(R12*1), Y12, Y10
-	VFMADD231PS  (R14)(R12*2), Y12, Y11
+	VFMADD231PS  (R12), Y12, Y10
+	VFMADD231PS  (R13), Y12, Y11
 	ADDQ         $16, DX
 	ADDQ         $32, R14
+	ADDQ         $32, R12
+	ADDQ         $32, R13
 	DECQ         CX
 	JNZ          g43group
 	VMOVUPS Y0, 0(R10)

@@ -35,7 +35,7 @@ func unpackA4(dst *float32, codes, scales *byte, groups, blocks, stride int) { n
 
 func unpackA8(dst *float32, codes, scales *byte, groups, chunks, stride int) { noSIMD() }
 
-func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs *float32, xsStride int, t *[96]float32) {
+func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs0, xs1, xs2 *float32, t *[96]float32) {
 	noSIMD()
 }
 

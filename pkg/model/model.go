@@ -83,6 +83,8 @@ type Batch struct {
 type Output struct {
 	// Logits[i] is sequence i's logits, row-major [rows, Vocab]: one row
 	// for LastLogits, len(Tokens) rows for AllLogits, nil for NoLogits.
+	// They are valid until the model's next Forward, which reuses the
+	// memory (decoding would otherwise make garbage at every step).
 	Logits [][]float32
 }
 

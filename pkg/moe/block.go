@@ -20,6 +20,9 @@ type Block struct {
 	Act     kernels.Activation
 	// Mask, when set, is added to the router logits (see NewExpertMask).
 	Mask kernels.Tensor
+	// MaxSlots bounds the (token, expert) slots of one pass of the expert
+	// pipeline, which bounds its buffers (0: 1024).
+	MaxSlots int
 }
 
 // Dispatch is the host-side plan of one step: which rows go to which
@@ -84,7 +87,7 @@ func resizeF(s []float32, n int) []float32 {
 
 // Forward writes the block's output for x into out (same shape).
 func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor) error {
-	t, h := x.Rows, x.Cols
+	t := x.Rows
 	ne := m.Store.Experts(m.Layer)
 	k := m.Routing.K
 	logits, err := ws.Get("moe.logits", t, ne)
@@ -112,24 +115,61 @@ func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 	}
 	defer m.Store.Release(m.Layer, d.Experts)
 
-	slots := len(d.Rows)
+	b.Fill(out, 0)
+	// Run the experts in consecutive runs of at most MaxSlots (token,
+	// expert) slots, so the intermediate buffers stay small for long
+	// prompts; every expert still runs once, and the outputs are summed
+	// per token in expert order as before.
+	limit := m.MaxSlots
+	if limit <= 0 {
+		limit = defaultMaxSlots
+	}
+	for a := 0; a < len(experts); {
+		e := a + 1
+		for e < len(experts) && d.Offs[e+1]-d.Offs[a] <= limit {
+			e++
+		}
+		if err := m.run(b, ws, x, out, experts[a:e], &d, a, e); err != nil {
+			return err
+		}
+		a = e
+	}
+	return nil
+}
+
+// defaultMaxSlots bounds the (token, expert) slots one pass of the expert
+// pipeline handles (Block.MaxSlots overrides it).
+const defaultMaxSlots = 1024
+
+// run computes experts[i] = the experts d.Experts[a+i] for their slots and
+// adds their weighted outputs into out.
+func (m *Block) run(b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor, experts []*Expert, d *Dispatch, a, e int) error {
+	h := x.Cols
+	base := d.Offs[a]
+	offs := make([]int, e-a+1)
+	for i := range offs {
+		offs[i] = d.Offs[a+i] - base
+	}
+	rows, wts := d.Rows[base:d.Offs[e]], d.Weights[base:d.Offs[e]]
+	slots := len(rows)
 	inter := experts[0].Width()
 	// Gathered rows are only needed by backends without a fused grouped
-	// matmul; the fused one reads x through d.Rows.
+	// matmul; the fused one reads x through the row index.
 	scratch := func(n int) (kernels.Tensor, error) { return ws.Get("moe.x", n, h) }
 	var gate, up kernels.Tensor
+	var err error
 	if experts[0].GateUp != nil {
 		gu, err := ws.Get("moe.gu", slots, 2*inter)
 		if err != nil {
 			return err
 		}
-		if err := kernels.MatMulGrouped(b, gu, x, d.Rows, collect(experts, func(e *Expert) kernels.Weight { return e.GateUp }), d.Offs, scratch); err != nil {
+		if err := kernels.MatMulGrouped(b, gu, x, rows, collect(experts, func(e *Expert) kernels.Weight { return e.GateUp }), offs, scratch); err != nil {
 			return err
 		}
-		for i, e := range experts {
-			if !e.GateUpBias.IsZero() {
-				r := gu.RowRange(d.Offs[i], d.Offs[i+1])
-				b.Add(r, r, e.GateUpBias)
+		for i, ex := range experts {
+			if !ex.GateUpBias.IsZero() {
+				r := gu.RowRange(offs[i], offs[i+1])
+				b.Add(r, r, ex.GateUpBias)
 			}
 		}
 		gate, up = gu.ColRange(0, inter), gu.ColRange(inter, 2*inter)
@@ -140,10 +180,10 @@ func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 		if up, err = ws.Get("moe.u", slots, inter); err != nil {
 			return err
 		}
-		if err := kernels.MatMulGrouped(b, gate, x, d.Rows, collect(experts, func(e *Expert) kernels.Weight { return e.Gate }), d.Offs, scratch); err != nil {
+		if err := kernels.MatMulGrouped(b, gate, x, rows, collect(experts, func(e *Expert) kernels.Weight { return e.Gate }), offs, scratch); err != nil {
 			return err
 		}
-		if err := kernels.MatMulGrouped(b, up, x, d.Rows, collect(experts, func(e *Expert) kernels.Weight { return e.Up }), d.Offs, scratch); err != nil {
+		if err := kernels.MatMulGrouped(b, up, x, rows, collect(experts, func(e *Expert) kernels.Weight { return e.Up }), offs, scratch); err != nil {
 			return err
 		}
 	}
@@ -153,17 +193,16 @@ func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 	if err != nil {
 		return err
 	}
-	if err := kernels.MatMulGrouped(b, y, gate, nil, collect(experts, func(e *Expert) kernels.Weight { return e.Down }), d.Offs, scratch); err != nil {
+	if err := kernels.MatMulGrouped(b, y, gate, nil, collect(experts, func(e *Expert) kernels.Weight { return e.Down }), offs, scratch); err != nil {
 		return err
 	}
-	for i, e := range experts {
-		if !e.DownBias.IsZero() {
-			r := y.RowRange(d.Offs[i], d.Offs[i+1])
-			b.Add(r, r, e.DownBias)
+	for i, ex := range experts {
+		if !ex.DownBias.IsZero() {
+			r := y.RowRange(offs[i], offs[i+1])
+			b.Add(r, r, ex.DownBias)
 		}
 	}
-	b.Fill(out, 0)
-	b.ScatterAdd(out, y, d.Rows, d.Weights)
+	b.ScatterAdd(out, y, rows, wts)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package qwen3moe_test
 
 import (
 	"context"
+	"slices"
 	"fmt"
 	"math"
 	"testing"
@@ -147,7 +148,7 @@ func decodeAlone(t *testing.T, m model.Model, prompt []int32, n int) ([]int32, [
 	for len(toks) < n {
 		out, err := m.Forward(context.Background(), &model.Batch{Seqs: []model.Seq{seq}})
 		require.NoError(t, err)
-		logits = append(logits, out.Logits[0])
+		logits = append(logits, slices.Clone(out.Logits[0]))
 		next := argmax(out.Logits[0])
 		toks = append(toks, next)
 		seq.Tokens = []int32{next}

@@ -311,8 +311,7 @@ func (m *Model) logits(step *model.Step, x kernels.Tensor) (*model.Output, error
 		return nil, err
 	}
 	b.MatMul(lg, sel, m.head)
-	// A fresh slice: the caller keeps the logits beyond the next step.
-	host := make([]float32, r*o.Vocab)
+	host := ws.Float32s("final.host", r*o.Vocab)
 	if err := b.Read(host, lg); err != nil {
 		return nil, err
 	}

@@ -37,7 +37,8 @@ func Qwen3_30B_A3B(layers int) Shape {
 
 // Write writes config.json, one safetensors shard per layer plus one for
 // the embedding and head, and the shard index into dir. It returns the
-// total tensor bytes.
+// total tensor bytes. The config names no end-of-sequence token, so
+// generation always runs to its token budget.
 func Write(dir string, s Shape, seed uint64) (int64, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x517))
 	var total int64
@@ -145,7 +146,7 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		"num_experts": s.Experts, "num_experts_per_tok": s.TopK, "moe_intermediate_size": s.Width,
 		"intermediate_size": 6144, "decoder_sparse_step": 1, "mlp_only_layers": []int{}, "norm_topk_prob": true,
 		"rms_norm_eps": 1e-6, "rope_theta": 1e6, "max_position_embeddings": 40960, "tie_word_embeddings": false,
-		"attention_bias": false, "hidden_act": "silu", "bos_token_id": 151643, "eos_token_id": 151645,
+		"attention_bias": false, "hidden_act": "silu",
 		"quantization": q, "quantization_config": q,
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
