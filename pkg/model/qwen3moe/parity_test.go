@@ -2,9 +2,9 @@ package qwen3moe_test
 
 import (
 	"context"
-	"slices"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/maniac-ai/mach/kernels"
