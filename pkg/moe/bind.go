@@ -14,7 +14,7 @@ import (
 //   - experts.gate_up_proj [E, 2I, H] + experts.down_proj [E, H, I]
 //     (transformers 5 save_pretrained; gate = first half);
 //   - switch_mlp.{gate,up,down}_proj stacked [E, out, in] (MLX, any
-//     quantization);
+//     quantization), or experts.switch_glu.… (MLX gemma4);
 //   - experts.<e>.{gate,up,down}_proj per expert (Hugging Face hub files and
 //     mach's engine layout).
 func BindExperts(w *model.Weights, prefix string, n, hidden, inter int) ([]*Expert, error) {
@@ -23,6 +23,8 @@ func BindExperts(w *model.Weights, prefix string, n, hidden, inter int) ([]*Expe
 		return bindFused(w, prefix, n, hidden, inter)
 	case w.Has(prefix + "switch_mlp.gate_proj.weight"):
 		return bindStacked(w, prefix+"switch_mlp.", n, hidden, inter)
+	case w.Has(prefix + "experts.switch_glu.gate_proj.weight"):
+		return bindStacked(w, prefix+"experts.switch_glu.", n, hidden, inter)
 	case w.Has(prefix + "experts.0.gate_proj.weight"):
 		return bindPerExpert(w, prefix+"experts.", n, hidden, inter)
 	}

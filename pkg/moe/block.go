@@ -20,6 +20,10 @@ type Block struct {
 	Act     kernels.Activation
 	// Mask, when set, is added to the router logits (see NewExpertMask).
 	Mask kernels.Tensor
+	// ExpertScale, when set, multiplies each chosen expert's routing
+	// weight after selection and normalization, indexed by expert
+	// (gemma4's router.per_expert_scale).
+	ExpertScale []float32
 	// MaxSlots bounds the (token, expert) slots of one pass of the expert
 	// pipeline, which bounds its buffers (0: 1024).
 	MaxSlots int
@@ -87,14 +91,24 @@ func resizeF(s []float32, n int) []float32 {
 
 // Forward writes the block's output for x into out (same shape).
 func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor) error {
+	return m.ForwardRouted(ctx, b, ws, x, x, out)
+}
+
+// ForwardRouted is Forward with the router reading routerX (same rows as
+// x) while the experts read x: gemma4 routes from a differently normed
+// copy of the residual stream than the one its experts see.
+func (m *Block) ForwardRouted(ctx context.Context, b kernels.Backend, ws *model.Workspace, routerX, x, out kernels.Tensor) error {
 	t := x.Rows
+	if routerX.Rows != t {
+		return fmt.Errorf("moe layer %d: %d router rows for %d token rows", m.Layer, routerX.Rows, t)
+	}
 	ne := m.Store.Experts(m.Layer)
 	k := m.Routing.K
 	logits, err := ws.Get("moe.logits", t, ne)
 	if err != nil {
 		return err
 	}
-	m.Router.Forward(b, logits, x)
+	m.Router.Forward(b, logits, routerX)
 	if !m.Mask.IsZero() {
 		b.Add(logits, logits, m.Mask)
 	}
@@ -102,6 +116,14 @@ func (m *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 	wts := ws.Float32s("moe.w", t*k)
 	if err := b.Route(logits, m.Routing, idx, wts); err != nil {
 		return fmt.Errorf("moe layer %d: %w", m.Layer, err)
+	}
+	if m.ExpertScale != nil {
+		for i, e := range idx {
+			if e < 0 || int(e) >= len(m.ExpertScale) {
+				return fmt.Errorf("moe layer %d: router chose expert %d of %d scaled ones", m.Layer, e, len(m.ExpertScale))
+			}
+			wts[i] *= m.ExpertScale[e]
+		}
 	}
 	var d Dispatch
 	d.Rows, d.Weights = ws.Int32s("moe.rows", t*k), ws.Float32s("moe.slotw", t*k)
