@@ -124,24 +124,9 @@ func (b *Backend) Activate(dst, gate, up kernels.Tensor, a kernels.Activation) {
 		b.fail("activate", err)
 		return
 	}
-	var f func(g, u float32) float32
-	switch a.Kind {
-	case kernels.SiLU:
-		f = func(g, u float32) float32 { return silu(g) * u }
-	case kernels.SiLULimited:
-		alpha, lim := a.Alpha, a.Limit
-		f = func(g, u float32) float32 {
-			if lim > 0 {
-				g = min(g, lim)
-				u = min(max(u, -lim), lim)
-			}
-			glu := g * sigmoid(g*alpha)
-			return (u + a.UpOffset) * glu
-		}
-	case kernels.GeLUTanh:
-		f = func(g, u float32) float32 { return geluTanh(g) * u }
-	default:
-		b.failf("activate", "%w: activation kind %d", kernels.ErrUnsupported, a.Kind)
+	f, err := activation(a)
+	if err != nil {
+		b.fail("activate", err)
 		return
 	}
 	b.forRows(dst.Rows, dst.Cols, func(_, i int) {
@@ -150,6 +135,27 @@ func (b *Backend) Activate(dst, gate, up kernels.Tensor, a kernels.Activation) {
 			dr[j] = f(gr[j], ur[j])
 		}
 	})
+}
+
+// activation returns the elementwise function of a gated activation.
+func activation(a kernels.Activation) (func(g, u float32) float32, error) {
+	switch a.Kind {
+	case kernels.SiLU:
+		return func(g, u float32) float32 { return silu(g) * u }, nil
+	case kernels.SiLULimited:
+		alpha, lim := a.Alpha, a.Limit
+		return func(g, u float32) float32 {
+			if lim > 0 {
+				g = min(g, lim)
+				u = min(max(u, -lim), lim)
+			}
+			glu := g * sigmoid(g*alpha)
+			return (u + a.UpOffset) * glu
+		}, nil
+	case kernels.GeLUTanh:
+		return func(g, u float32) float32 { return geluTanh(g) * u }, nil
+	}
+	return nil, fmt.Errorf("%w: activation kind %d", kernels.ErrUnsupported, a.Kind)
 }
 
 func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }

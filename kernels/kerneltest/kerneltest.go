@@ -36,6 +36,7 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("RoPE", h.testRoPE)
 	t.Run("Attention", h.testAttention)
 	t.Run("Activate", h.testActivate)
+	t.Run("ActivateInterleaved", h.testActivateInterleaved)
 	t.Run("Elementwise", h.testElementwise)
 	t.Run("Copy", h.testCopy)
 	t.Run("GatherScatter", h.testGatherScatter)
