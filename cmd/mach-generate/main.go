@@ -28,11 +28,18 @@ func defaultDeps() deps {
 
 const description = `
 MODEL is a local checkpoint directory (config.json, safetensors weights and,
-for text prompts, tokenizer.json) or a Hugging Face repo id (org/name) whose
-weights are already in the cache: the engine cache (--cache-dir,
-$MACH_CACHE_DIR, default ~/.cache/mach) or the Hugging Face hub cache
-($HF_HUB_CACHE, $HF_HOME/hub, default ~/.cache/huggingface/hub).
-mach-generate never downloads weights.
+for text prompts, tokenizer.json) or a Hugging Face repo id
+(org/name[@revision], or --revision). A repo id is looked up in the Hugging
+Face hub cache ($HF_HUB_CACHE, $HF_HOME/hub, default
+~/.cache/huggingface/hub), then in the engine cache (--cache-dir,
+$MACH_CACHE_DIR, default ~/.cache/mach); a cached snapshot with the weights
+is used without touching the network. Otherwise only the files generation
+needs (config, tokenizer and chat template, the safetensors shards and
+index) are downloaded from $HF_ENDPOINT (default https://huggingface.co,
+with $HF_TOKEN or the huggingface-cli login token) into the Hugging Face
+cache, where Python tools find them too: resumable, verified against the
+hub's sha256, with progress on a terminal. --local-only or HF_HUB_OFFLINE=1
+never touch the network and name the missing files instead.
 
 Without MODEL, mach's default model is used: a small qwen3_moe (8 M
 parameters) trained on the Python documentation, shipped with mach (see its
@@ -72,6 +79,7 @@ expert_sidecar/) is not implemented in this build (exit 3).
 EXAMPLES:
    mach-generate --chat --prompt "How do I use itertools.chain()?" --temperature 0
    mach-generate mlx-community/Qwen3-30B-A3B-4bit --prompt "def reverse(s):" --max-tokens 64 --temperature 0.0
+   mach-generate org/name@v1.0 --local-only --prompt "Hello"
    mach-generate ./ckpt --chat --system "Be brief." --prompt "Hello"
    mach-generate ./ckpt --prompt-file prompt.txt --top-p 0.9 --seed 7 --stop "\n\n"
    mach-generate ./ckpt --prompt-tokens 1,2,3 --max-tokens 8 --json
@@ -99,6 +107,8 @@ func newApp(d deps) *cli.App {
 		&cli.StringFlag{Name: "kv-cache", Value: "f16", Usage: "key/value cache storage: f16 or f32"},
 		&cli.IntFlag{Name: "threads", Usage: "compute threads (default: GOMAXPROCS)"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "engine cache root searched for a repo id (default $MACH_CACHE_DIR or ~/.cache/mach)"},
+		&cli.StringFlag{Name: "revision", Usage: "Hugging Face revision of a repo id: branch, tag or commit (default main)"},
+		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; a repo id must already be cached"},
 		&cli.BoolFlag{Name: "streaming", Usage: "stream routed experts from expert_sidecar/ (not implemented in this build)"},
 		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "expert cache budget for --streaming"},
 	)
@@ -131,6 +141,8 @@ func parseOptions(c *cli.Context, d deps) (options, error) {
 		KVCache:      c.String("kv-cache"),
 		Threads:      c.Int("threads"),
 		CacheDir:     c.String("cache-dir"),
+		Revision:     c.String("revision"),
+		LocalOnly:    c.Bool("local-only"),
 		Streaming:    c.Bool("streaming"),
 	}
 	if c.IsSet("seed") {

@@ -12,6 +12,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	"github.com/maniac-ai/mach/pkg/engine/enginetest"
 	"github.com/maniac-ai/mach/pkg/fixture"
+	"github.com/maniac-ai/mach/pkg/hub/hubtest"
 	"github.com/maniac-ai/mach/pkg/model/archs"
 	"github.com/maniac-ai/mach/pkg/registry"
 	"github.com/maniac-ai/mach/pkg/tokenizer"
@@ -124,9 +125,38 @@ func TestRepoIDFromCache(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, out, `"finish_reason": "length"`)
 
-	_, stderr, code = runApp(t, e, "", "tiny/absent", "--prompt-tokens", "5", "--max-tokens", "2")
+	_, stderr, code = runApp(t, e, "", "tiny/absent", "--prompt-tokens", "5", "--max-tokens", "2", "--local-only")
 	require.Equal(t, cliapp.ExitIO, code)
 	require.Contains(t, stderr, "not in the model caches")
+	e["HF_HUB_OFFLINE"] = "1"
+	_, stderr, code = runApp(t, e, "", "tiny/absent", "--prompt-tokens", "5", "--max-tokens", "2")
+	require.Equal(t, cliapp.ExitIO, code)
+	require.Contains(t, stderr, "HF_HUB_OFFLINE=1")
+}
+
+// TestRepoIDDownload: a repo id that is not cached is downloaded from the
+// hub into the Hugging Face cache, then used from there without a request.
+func TestRepoIDDownload(t *testing.T) {
+	srv := hubtest.New(t)
+	srv.AddDir(t, "tiny/qwen3", enginetest.Checkpoint(t, "qwen3_moe", nil))
+	srv.AddFile("tiny/qwen3", "README.md", []byte("never downloaded"))
+	hf := t.TempDir()
+	e := env{"HF_HUB_CACHE": hf, "MACH_CACHE_DIR": t.TempDir(), "HF_ENDPOINT": srv.URL}
+	out, stderr, code := runApp(t, e, "", "tiny/qwen3", "--prompt", "hello", "--max-tokens", "2", "--json")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, `"finish_reason"`)
+	for _, r := range srv.Requests() {
+		require.NotContains(t, r, "README.md")
+	}
+	snap := filepath.Join(hf, "models--tiny--qwen3", "snapshots", hubtest.Commit)
+	for _, f := range []string{"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} {
+		_, err := os.Readlink(filepath.Join(snap, f))
+		require.NoError(t, err, "%s is linked into the snapshot", f)
+	}
+	srv.Reset()
+	_, stderr, code = runApp(t, e, "", "tiny/qwen3", "--prompt", "hello", "--max-tokens", "2", "--json")
+	require.Equal(t, 0, code, stderr)
+	require.Empty(t, srv.Requests(), "the second run uses the cache")
 }
 
 func TestRefusalsAndUsage(t *testing.T) {

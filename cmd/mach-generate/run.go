@@ -6,14 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/chat"
-	"github.com/maniac-ai/mach/pkg/checkpoint"
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	"github.com/maniac-ai/mach/pkg/defaultmodel"
 	"github.com/maniac-ai/mach/pkg/engine"
@@ -50,6 +48,8 @@ type options struct {
 	KVCache                     string
 	Threads                     int
 	CacheDir                    string
+	Revision                    string
+	LocalOnly                   bool
 	Streaming                   bool
 }
 
@@ -110,7 +110,7 @@ func run(ctx context.Context, d deps, o options, stdout, stderr io.Writer) error
 	if o.Streaming {
 		return fault.NotImplemented("expert streaming (--streaming)")
 	}
-	dir, err := resolve(d, o)
+	dir, err := resolve(ctx, d, o, stderr)
 	if err != nil {
 		return err
 	}
@@ -238,10 +238,9 @@ func joinIDs(ids []int32) string {
 	return b.String()
 }
 
-// resolve finds MODEL: a directory, or a repo id whose weights are in the
-// engine cache or the Hugging Face hub cache; without MODEL, the default
-// model.
-func resolve(d deps, o options) (string, error) {
+// resolve finds MODEL through pkg/hub (a directory, or a repo id from the
+// caches, downloading what is missing); without MODEL, the default model.
+func resolve(ctx context.Context, d deps, o options, stderr io.Writer) (string, error) {
 	if o.Model == "" {
 		m, err := defaultmodel.Find(defaultmodel.Options{Getenv: d.getenv})
 		if err != nil {
@@ -250,58 +249,27 @@ func resolve(d deps, o options) (string, error) {
 		slog.Info("no MODEL given: using the default model", "dir", m.Dir, "found", string(m.Source))
 		return m.Dir, nil
 	}
-	if st, err := os.Stat(o.Model); err == nil {
-		if !st.IsDir() {
-			return "", cliapp.Usagef("%s is a file; MODEL is a checkpoint directory (holding config.json) or a cached repo id", o.Model)
-		}
-		return o.Model, nil
-	}
-	if err := hub.ValidateRepoID(o.Model); err != nil || strings.Count(o.Model, "/") != 1 || filepath.IsAbs(o.Model) || strings.HasPrefix(o.Model, ".") {
-		return "", fault.Mark(fmt.Errorf("%s: no such directory, and not a Hugging Face repo id (org/name)", o.Model), fault.ErrIO)
-	}
-	roots := cacheRoots(d, o.CacheDir)
-	found, _ := checkpoint.Scan(roots)
-	var configOnly string
-	for _, f := range found {
-		if f.RepoID != o.Model && f.Name != o.Model {
-			continue
-		}
-		if f.Installed {
-			return f.Dir, nil
-		}
-		configOnly = f.Dir
-	}
-	if configOnly != "" {
-		return "", fault.Mark(fmt.Errorf("%s: only its config is cached (%s); mach-generate needs the weights, which it never downloads — fetch the checkpoint (e.g. huggingface-cli download %s) and try again",
-			o.Model, configOnly, o.Model), fault.ErrIO)
-	}
-	return "", fault.Mark(fmt.Errorf("%s: not a directory and not in the model caches (%s); download it first or pass a checkpoint directory",
-		o.Model, strings.Join(roots, ", ")), fault.ErrIO)
-}
-
-func cacheRoots(d deps, flag string) []string {
-	var roots []string
+	need := hub.NeedWeights
 	switch {
-	case flag != "":
-		roots = append(roots, flag)
-	case d.getenv(hub.EnvCacheDir) != "":
-		roots = append(roots, d.getenv(hub.EnvCacheDir))
-	default:
-		if home, err := os.UserHomeDir(); err == nil {
-			roots = append(roots, filepath.Join(home, ".cache", "mach"))
-		}
+	case o.TokenizeOnly:
+		need = hub.NeedTokenizer
+	case o.PromptTokens == "":
+		need |= hub.NeedTokenizer
 	}
-	switch {
-	case d.getenv("HF_HUB_CACHE") != "":
-		roots = append(roots, d.getenv("HF_HUB_CACHE"))
-	case d.getenv("HF_HOME") != "":
-		roots = append(roots, filepath.Join(d.getenv("HF_HOME"), "hub"))
-	default:
-		if home, err := os.UserHomeDir(); err == nil {
-			roots = append(roots, filepath.Join(home, ".cache", "huggingface", "hub"))
-		}
+	var progress io.Writer
+	if !o.JSON && isTerminal(stderr) {
+		progress = stderr
 	}
-	return roots
+	r := hub.NewResolver(hub.Options{Getenv: d.getenv, CacheDir: o.CacheDir, LocalOnly: o.LocalOnly, Progress: progress})
+	m, err := r.Resolve(ctx, o.Model, hub.Request{Revision: o.Revision, Need: need})
+	if err != nil {
+		return "", err
+	}
+	for _, w := range m.Warnings {
+		fmt.Fprintf(stderr, "mach-generate: warning: %s\n", w)
+	}
+	slog.Info("model resolved", "model", o.Model, "dir", m.Dir, "source", string(m.Source), "downloaded_files", len(m.Downloaded), "downloaded_bytes", m.DownloadedBytes)
+	return m.Dir, nil
 }
 
 func isTerminal(w io.Writer) bool {
