@@ -121,9 +121,15 @@ func TestRepoIDFromCache(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(hf, "models--tiny--qwen3", "refs"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(hf, "models--tiny--qwen3", "refs", "main"), []byte("abc123"), 0o644))
 	e := env{"HF_HUB_CACHE": hf, "MACH_CACHE_DIR": t.TempDir()}
-	out, stderr, code := runApp(t, e, "", "tiny/qwen3", "--prompt-tokens", "5,6,7", "--max-tokens", "2", "--json")
+	out, stderr, code := runApp(t, e, "", "tiny/qwen3", "--prompt-tokens", "5,6,7", "--max-tokens", "2", "--temperature", "0", "--json")
 	require.Equal(t, 0, code, stderr)
-	require.Contains(t, out, `"finish_reason": "length"`)
+	var res struct {
+		PromptTokens []int32 `json:"prompt_tokens"`
+		Tokens       []int32 `json:"tokens"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, []int32{5, 6, 7}, res.PromptTokens)
+	require.NotEmpty(t, res.Tokens)
 
 	_, stderr, code = runApp(t, e, "", "tiny/absent", "--prompt-tokens", "5", "--max-tokens", "2", "--local-only")
 	require.Equal(t, cliapp.ExitIO, code)
