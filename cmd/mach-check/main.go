@@ -42,14 +42,21 @@ func defaultDeps() deps {
 }
 
 const description = `
-MODEL is a local checkpoint directory or a Hugging Face repo id (org/name).
-A directory is inspected in place: config.json, the safetensors headers
-(bounded reads, no weights mapped) and expert_sidecar/layout.json. For a repo
-id only config.json and, best-effort, expert_sidecar/layout.json are fetched
-from $HF_ENDPOINT (default https://huggingface.co) at --revision, with
-$HF_TOKEN as bearer token, and cached under the engine cache root
-(<cache>/hub/models--org--name/snapshots/<commit>/); weights are never
-downloaded. If the hub cannot be reached, a previously cached copy is used.
+MODEL is a local checkpoint directory or a Hugging Face repo id
+(org/name[@revision], or --revision). A directory is inspected in place:
+config.json, the safetensors headers (bounded reads, no weights mapped) and
+expert_sidecar/layout.json. A repo id whose snapshot, weights included, is
+already in the Hugging Face hub cache ($HF_HUB_CACHE, $HF_HOME/hub, default
+~/.cache/huggingface/hub) or the engine cache is inspected there the same
+way, without any request. Otherwise only config.json and, best-effort,
+expert_sidecar/layout.json are fetched from $HF_ENDPOINT (default
+https://huggingface.co) at --revision, with $HF_TOKEN (or the
+huggingface-cli login token) as bearer token, and cached under the engine
+cache root (<cache>/hub/models--org--name/snapshots/<commit>/); weights are
+never downloaded. If the hub cannot be reached, a previously cached copy is
+used. --local-only and HF_HUB_OFFLINE=1 never touch the network: a repo id
+is then inspected from what the caches hold, and one they lack fails (exit
+4) naming the missing files.
 
 The report gives model_type, layout (stacked, per_expert, engine, unknown),
 the routed-expert quant, the artifact probe (expert sidecar, draft
@@ -87,7 +94,10 @@ available_bytes}, paths {name: {status, reason}}, verdict, serve_command.
 
 ENVIRONMENT:
    HF_ENDPOINT     hub base URL (default https://huggingface.co)
-   HF_TOKEN        bearer token for gated or private repos
+   HF_TOKEN        bearer token for gated or private repos (else $HF_HOME/token)
+   HF_HUB_CACHE    Hugging Face hub cache (default $HF_HOME/hub)
+   HF_HOME         Hugging Face home (default ~/.cache/huggingface)
+   HF_HUB_OFFLINE  1: never touch the network, like --local-only
    MACH_CACHE_DIR  engine cache root (default ~/.cache/mach)
 
 EXAMPLES:
@@ -111,7 +121,7 @@ func newApp(d deps) *cli.App {
 		&cli.StringFlag{Name: "draft-dir", Usage: "speculative-decode draft directory to probe for the specdec path"},
 		&cli.IntFlag{Name: "context-length", Usage: "context length for the KV-byte estimate (default min(max_position_embeddings, 8192))"},
 		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "streaming expert-cache budget (GB) used for the memory verdict"},
-		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; MODEL must be a local directory"},
+		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; MODEL must be a local directory or a cached repo id"},
 		&cli.StringFlag{Name: "revision", Value: "main", Usage: "Hugging Face revision (ignored for local paths)"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "engine cache root for config-only fetches (default ~/.cache/mach, or $MACH_CACHE_DIR)"},
 	)

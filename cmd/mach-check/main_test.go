@@ -203,7 +203,7 @@ func TestBadInput(t *testing.T) {
 		{"absolute path", func(t *testing.T) []string { return []string{"/does/not/exist"} }, cliapp.ExitIO, "no such directory"},
 		{"repo id with ..", func(t *testing.T) []string { return []string{"org/.."} }, cliapp.ExitUsage, `".." and "--" are not allowed`},
 		{"repo id characters", func(t *testing.T) []string { return []string{"org/na$me"} }, cliapp.ExitUsage, "not allowed"},
-		{"local-only with a repo id", func(t *testing.T) []string { return []string{"org/name", "--local-only"} }, cliapp.ExitIO, "--local-only needs a local checkpoint directory"},
+		{"local-only with an uncached repo id", func(t *testing.T) []string { return []string{"org/name", "--local-only"} }, cliapp.ExitIO, "not in the model caches"},
 		{"no model", func(t *testing.T) []string { return nil }, cliapp.ExitUsage, "missing MODEL"},
 		{"two models", func(t *testing.T) []string { return []string{"a", "b"} }, cliapp.ExitUsage, "want one MODEL"},
 		{"all-archs with a model", func(t *testing.T) []string { return []string{"--all-archs", "org/x"} }, cliapp.ExitUsage, "omit MODEL"},
@@ -271,10 +271,15 @@ func TestRepoID(t *testing.T) {
 	_, err = os.Stat(filepath.Join(cache, "hub", "models--mlx-community--Tiny-4bit", "snapshots", "main", "config.json"))
 	require.NoError(t, err, "cached under the engine cache root")
 
-	// --local-only never touches the network.
+	// --local-only never touches the network: the cached config serves.
 	f.requests = nil
-	_, _, code = runApp(t, testDeps(), "mlx-community/Tiny-4bit", "--cache-dir", cache, "--local-only")
+	local, errOut, code := runApp(t, testDeps(), "mlx-community/Tiny-4bit", "--cache-dir", cache, "--local-only")
+	require.Equal(t, cliapp.ExitNo, code, errOut)
+	require.Equal(t, out, local)
+	require.Empty(t, f.requests)
+	_, errOut, code = runApp(t, testDeps(), "mlx-community/Other", "--cache-dir", cache, "--local-only")
 	require.Equal(t, cliapp.ExitIO, code)
+	require.Contains(t, errOut, "missing: every file")
 	require.Empty(t, f.requests)
 
 	// Offline: the cached copy is used with a warning.
@@ -288,6 +293,32 @@ func TestRepoID(t *testing.T) {
 	_, errOut, code = runApp(t, testDeps(), "mlx-community/Other", "--cache-dir", cache)
 	require.Equal(t, cliapp.ExitNetwork, code)
 	require.Contains(t, errOut, "are you offline?")
+}
+
+// TestRepoIDFromHFCache: a repo id whose snapshot (weights included) is in
+// the Hugging Face cache is inspected in full, exactly as its directory
+// would be, without any request.
+func TestRepoIDFromHFCache(t *testing.T) {
+	dir := fixture(t, "qwen3_moe")
+	hf := t.TempDir()
+	snap := filepath.Join(hf, "models--org--tiny", "snapshots", "0123456789abcdef0123456789abcdef01234567")
+	require.NoError(t, os.MkdirAll(filepath.Dir(snap), 0o755))
+	require.NoError(t, os.Rename(dir, snap))
+	require.NoError(t, os.MkdirAll(filepath.Join(hf, "models--org--tiny", "refs"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(hf, "models--org--tiny", "refs", "main"), []byte(filepath.Base(snap)), 0o644))
+	f := &fakeHub{}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	t.Setenv("HF_ENDPOINT", srv.URL)
+	d := testDeps()
+	d.getenv = func(k string) string { return map[string]string{"HF_HUB_CACHE": hf}[k] }
+
+	out, errOut, code := runApp(t, d, "org/tiny", "--cache-dir", t.TempDir())
+	require.Equal(t, cliapp.ExitNo, code, errOut)
+	require.Empty(t, f.requests, "the cached snapshot is used without any request")
+	want, err := os.ReadFile(filepath.Join("testdata", "report_qwen3_moe.golden"))
+	require.NoError(t, err)
+	require.Equal(t, strings.Replace(string(want), "$CKPT", "org/tiny", 1), out, "the same report as for the directory")
 }
 
 func TestRepoNotFound(t *testing.T) {

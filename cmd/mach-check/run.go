@@ -77,68 +77,41 @@ func run(ctx context.Context, d deps, opts options, stdout, stderr io.Writer) er
 	return nil
 }
 
-// resolve finds the checkpoint (a local directory or a hub repo), loads its
-// config and inspects it.
+// resolve finds the checkpoint through pkg/hub (a local directory, a
+// cached snapshot, or a config-only fetch), loads its config and inspects
+// it: in full when the weights are there, from config.json (and
+// layout.json) alone otherwise.
 func resolve(ctx context.Context, d deps, opts options, stderr io.Writer) (*checkpoint.Inspection, error) {
-	if st, err := os.Stat(opts.Model); err == nil {
-		if !st.IsDir() {
-			return nil, cliapp.Usagef("%s is a file; MODEL is a checkpoint directory (holding config.json) or a repo id", opts.Model)
-		}
-		cfg, err := modelconfig.Load(opts.Model)
-		if err != nil {
-			return nil, err
-		}
-		return checkpoint.Inspect(opts.Model, cfg, checkpoint.Options{DraftDir: opts.DraftDir})
-	}
-	if opts.LocalOnly {
-		return nil, fault.Mark(fmt.Errorf("%s: no such directory (--local-only needs a local checkpoint directory and never fetches a repo)", opts.Model), fault.ErrIO)
-	}
-	if !hub.LooksLikeRepoID(opts.Model) {
-		return nil, fault.Mark(fmt.Errorf("%s: no such directory, and not a Hugging Face repo id (org/name)", opts.Model), fault.ErrIO)
-	}
-	if err := hub.ValidateRepoID(opts.Model); err != nil {
-		return nil, err
-	}
-	root, err := cacheRoot(d, opts.CacheDir)
-	if err != nil {
-		return nil, err
-	}
-	client := d.hub(root)
+	var progress io.Writer
 	if isTerminal(stderr) {
-		fmt.Fprintf(stderr, "fetching config.json of %s@%s from %s …\n", opts.Model, opts.Revision, client.Endpoint)
+		progress = stderr
 	}
-	snap, err := client.FetchConfig(ctx, opts.Model, opts.Revision)
+	r := hub.NewResolver(hub.Options{Getenv: d.getenv, CacheDir: opts.CacheDir, LocalOnly: opts.LocalOnly, NewClient: d.hub, Progress: progress})
+	m, err := r.Resolve(ctx, opts.Model, hub.Request{Revision: opts.Revision, Need: hub.NeedConfig})
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range snap.Warnings {
+	for _, w := range m.Warnings {
 		fmt.Fprintf(stderr, "mach-check: warning: %s\n", w)
 	}
-	cfg, err := modelconfig.Load(snap.Dir)
+	cfg, err := modelconfig.Load(m.Dir)
 	if err != nil {
 		return nil, err
+	}
+	if !m.ConfigOnly {
+		return checkpoint.Inspect(m.Dir, cfg, checkpoint.Options{DraftDir: opts.DraftDir})
 	}
 	var layout *sidecar.Layout
 	var layoutErr error
-	if snap.HasLayout {
-		layout, layoutErr = sidecar.ReadFile(filepath.Join(snap.Dir, filepath.FromSlash(hub.LayoutFile)))
+	if m.HasLayout {
+		layout, layoutErr = sidecar.ReadFile(filepath.Join(m.Dir, filepath.FromSlash(hub.LayoutFile)))
 	}
-	in := checkpoint.InspectConfig(snap.Dir, cfg, layout, opts.DraftDir)
+	in := checkpoint.InspectConfig(m.Dir, cfg, layout, opts.DraftDir)
 	if layoutErr != nil {
 		in.Sidecar = checkpoint.SidecarProbe{Present: true, Err: layoutErr}
 		in.Warnings = append(in.Warnings, layoutErr.Error())
 	}
 	return in, nil
-}
-
-func cacheRoot(d deps, flag string) (string, error) {
-	if flag != "" {
-		return flag, nil
-	}
-	if v := d.getenv(hub.EnvCacheDir); v != "" {
-		return v, nil
-	}
-	return hub.CacheRoot("")
 }
 
 func isTerminal(w io.Writer) bool {
