@@ -12,8 +12,10 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/maniac-ai/mach/kernels"
@@ -121,6 +123,7 @@ func Load(ctx context.Context, dir string, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{Prompter: NewPrompter(dir), Dir: dir, Config: cfg, Arch: arch, opts: opts, backend: opts.Backend}
+	e.modelType = cfg.ModelType
 	if e.backend == nil {
 		e.backend, e.ownBackend = cpu.New(cpu.Options{Threads: opts.Threads}), true
 	}
@@ -154,6 +157,22 @@ func (e *Engine) Close() error {
 // Info describes the loaded model.
 func (e *Engine) Info() model.Info { return e.model.Info() }
 
+// EOS returns the end-of-sequence ids (a copy).
+func (e *Engine) EOS() map[int32]bool { return maps.Clone(e.eos) }
+
+// NewDecoder returns a streaming text decoder for one sequence, or nil
+// when the checkpoint has no tokenizer. skipSpecial drops special tokens
+// (chat output parsers that read markers such as harmony's want them kept).
+func (e *Engine) NewDecoder(skipSpecial bool) TextDecoder { return e.newDecoder(skipSpecial) }
+
+func (e *Engine) newDecoder(skipSpecial bool) TextDecoder {
+	tok, _ := e.Tokenizer()
+	if tok == nil {
+		return nil
+	}
+	return tok.NewStreamDecoder(skipSpecial)
+}
+
 // Model returns the loaded model (for batched callers).
 func (e *Engine) Model() model.Model { return e.model }
 
@@ -164,8 +183,10 @@ func (e *Engine) PeakMemory() (procmem.Usage, bool) { return e.peak.Max() }
 type Request struct {
 	// Exactly one prompt source: text, chat messages (the chat template is
 	// applied with a generation prompt) or raw token ids.
-	Prompt         string
-	Messages       []chat.Message
+	Prompt   string
+	Messages []chat.Message
+	// Tools are OpenAI tool objects the chat template is given.
+	Tools          []json.RawMessage
 	TemplateKwargs map[string]any
 	PromptTokens   []int32
 	// MaxTokens is the most tokens to generate (> 0).
@@ -280,40 +301,20 @@ func (e *Engine) Generate(ctx context.Context, req *Request, yield func(Token) e
 	}
 	sum.Prefill = time.Since(t0)
 
-	tok, _ := e.Tokenizer()
-	var decode func(int32) string
-	var flush func() string
-	if tok != nil {
-		d := tok.NewStreamDecoder(true)
-		decode, flush = d.Add, d.Flush
-	} else {
-		decode, flush = func(int32) string { return "" }, func() string { return "" }
-	}
-	stops := &stopper{stops: req.Stop}
-	var text []byte
+	out := NewOutput(OutputOptions{EOS: e.eos, Decoder: e.newDecoder(true), Stop: req.Stop, MaxTokens: req.MaxTokens})
 	t1 := time.Now()
 	for {
 		res, err := sampler.Sample(logits)
 		if err != nil {
 			return err
 		}
-		if e.eos[res.Token] {
-			sum.FinishReason = FinishStop
-			break
+		tk, emit, done := out.Push(res)
+		if emit {
+			if err := yield(tk); err != nil {
+				return err
+			}
 		}
-		sum.Tokens = append(sum.Tokens, res.Token)
-		shown, hit := stops.push(decode(res.Token))
-		text = append(text, shown...)
-		if err := yield(Token{ID: res.Token, Text: shown, Logprob: res.Logprob, Top: res.Top}); err != nil {
-			return err
-		}
-		if hit {
-			sum.FinishReason = FinishStop
-			stops = nil
-			break
-		}
-		if len(sum.Tokens) == req.MaxTokens {
-			sum.FinishReason = FinishLength
+		if done {
 			break
 		}
 		if logits, err = step([]int32{res.Token}, model.LastLogits); err != nil {
@@ -322,11 +323,7 @@ func (e *Engine) Generate(ctx context.Context, req *Request, yield func(Token) e
 		sum.DecodeSteps++
 	}
 	sum.Decode = time.Since(t1)
-	var rest string
-	if stops != nil {
-		rest = stops.flush(flush())
-	}
-	text = append(text, rest...)
-	sum.Text = string(text)
+	rest := out.Finish()
+	sum.FinishReason, sum.Tokens, sum.Text = out.FinishReason(), out.Tokens(), out.Text()
 	return yield(Token{ID: -1, Text: rest, Final: sum})
 }

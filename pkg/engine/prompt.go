@@ -18,9 +18,10 @@ import (
 // tokenizer and chat template. It loads no weights, so --tokenize-only works
 // on a directory holding only config.json and tokenizer files.
 type Prompter struct {
-	dir    string
-	tok    *tokenizer.Tokenizer
-	tokErr error
+	dir       string
+	modelType string // config.json's model_type, when known (built-in templates)
+	tok       *tokenizer.Tokenizer
+	tokErr    error
 
 	once    sync.Once
 	tmpl    *chat.Template
@@ -38,8 +39,12 @@ func NewPrompter(dir string) *Prompter {
 // Tokenizer returns the tokenizer, or why there is none.
 func (p *Prompter) Tokenizer() (*tokenizer.Tokenizer, error) { return p.tok, p.tokErr }
 
+// Template returns the chat template (a gpt_oss checkpoint without one
+// gets the built-in harmony template), loaded once.
+func (p *Prompter) Template() (*chat.Template, error) { return p.template() }
+
 func (p *Prompter) template() (*chat.Template, error) {
-	p.once.Do(func() { p.tmpl, p.tmplErr = chat.Load(p.dir) })
+	p.once.Do(func() { p.tmpl, p.tmplErr = chat.LoadForModel(p.dir, p.modelType) })
 	return p.tmpl, p.tmplErr
 }
 
@@ -49,6 +54,14 @@ func (p *Prompter) template() (*chat.Template, error) {
 // as Hugging Face tokenizers' encode does by default (the post-processor
 // decides whether a BOS is added).
 func (p *Prompter) Prompt(req *Request) ([]int32, error) {
+	ids, _, err := p.Render(req)
+	return ids, err
+}
+
+// Render is Prompt that also returns the text that was encoded: the
+// rendered chat template or the prompt text ("" for raw ids). Chat output
+// parsers read it (chat.PromptOpensReasoning).
+func (p *Prompter) Render(req *Request) ([]int32, string, error) {
 	sources := 0
 	for _, set := range []bool{req.PromptTokens != nil, req.Messages != nil, req.Prompt != ""} {
 		if set {
@@ -56,34 +69,34 @@ func (p *Prompter) Prompt(req *Request) ([]int32, error) {
 		}
 	}
 	if sources != 1 {
-		return nil, fault.Mark(errors.New("a request needs exactly one of prompt text, chat messages or prompt token ids"), fault.ErrUsage)
+		return nil, "", fault.Mark(errors.New("a request needs exactly one of prompt text, chat messages or prompt token ids"), fault.ErrUsage)
 	}
 	if req.PromptTokens != nil {
 		if len(req.PromptTokens) == 0 {
-			return nil, fault.Mark(errors.New("empty prompt"), fault.ErrUsage)
+			return nil, "", fault.Mark(errors.New("empty prompt"), fault.ErrUsage)
 		}
-		return req.PromptTokens, nil
+		return req.PromptTokens, "", nil
 	}
 	if p.tokErr != nil {
-		return nil, fmt.Errorf("%w (a checkpoint without a tokenizer takes raw token ids: --prompt-tokens 1,2,3)", p.tokErr)
+		return nil, "", fmt.Errorf("%w (a checkpoint without a tokenizer takes raw token ids: --prompt-tokens 1,2,3)", p.tokErr)
 	}
 	text := req.Prompt
 	addSpecial := true
 	if req.Messages != nil {
 		t, err := p.template()
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		if text, err = t.Render(req.Messages, chat.Options{AddGenerationPrompt: true, Kwargs: req.TemplateKwargs}); err != nil {
-			return nil, err
+		if text, err = t.Render(req.Messages, chat.Options{AddGenerationPrompt: true, Tools: req.Tools, Kwargs: req.TemplateKwargs}); err != nil {
+			return nil, "", err
 		}
 		addSpecial = false
 	}
 	ids := p.tok.Encode(text, addSpecial)
 	if len(ids) == 0 {
-		return nil, fault.Mark(errors.New("the prompt encodes to no tokens"), fault.ErrUsage)
+		return nil, "", fault.Mark(errors.New("the prompt encodes to no tokens"), fault.ErrUsage)
 	}
-	return ids, nil
+	return ids, text, nil
 }
 
 // eosIDs collects the end-of-sequence ids: the tokenizer's (which reads
