@@ -35,8 +35,11 @@ Lists local checkpoints, merged by name with the remote catalog when one is
 configured. Columns: name, source (local, remote or local+remote),
 model_type, supported, installed, size.
 
-LOCAL SCAN: the engine cache root (--cache-dir, else $MACH_CACHE_DIR, else
-~/.cache/mach), every --dir and every directory in $LME_MODELS_DIR. In each,
+LOCAL SCAN: the Hugging Face hub cache ($HF_HUB_CACHE, else $HF_HOME/hub,
+else ~/.cache/huggingface/hub), the engine cache root (--cache-dir, else
+$MACH_CACHE_DIR, else ~/.cache/mach), every --dir and every directory in
+$LME_MODELS_DIR: the places mach-generate and mach check look for a repo
+id first. In each,
 a checkpoint is a directory holding config.json: the directory itself, a
 child, or a grandchild (org/name trees); Hugging Face hub caches
 (models--org--name/snapshots/<rev>/, directly or under hub/) are listed as
@@ -70,6 +73,8 @@ ENVIRONMENT:
    LME_CATALOG_URL    catalog base URL or a full /v1/local-moe/catalog URL
    LME_CATALOG_TOKEN  bearer token for the catalog request
    LME_MODELS_DIR     extra scan directories, separated like PATH
+   HF_HUB_CACHE       Hugging Face hub cache (default $HF_HOME/hub)
+   HF_HOME            Hugging Face home (default ~/.cache/huggingface)
    MACH_CACHE_DIR     engine cache root (default ~/.cache/mach)
 
 EXAMPLES:

@@ -103,6 +103,33 @@ func TestLocalListing(t *testing.T) {
 	require.Equal(t, "local", byName["gemma"].Source, "found through LME_MODELS_DIR")
 }
 
+// TestHFCacheListed: models Python tools downloaded into the Hugging Face
+// cache are listed, as the resolver would find them.
+func TestHFCacheListed(t *testing.T) {
+	w := newWorld(t)
+	hf := t.TempDir()
+	snap := filepath.Join(hf, "models--Qwen--Qwen3-30B-A3B", "snapshots", "0123456789abcdef0123456789abcdef01234567")
+	ct.WriteFile(t, snap, "config.json", `{"model_type":"qwen3_moe"}`)
+	ct.WriteSafetensors(t, filepath.Join(snap, "model.safetensors"), []ct.Tensor{ct.T("w", "U8", 3000)})
+	ct.WriteFile(t, filepath.Join(hf, "models--Qwen--Qwen3-30B-A3B"), "refs/main", "0123456789abcdef0123456789abcdef01234567")
+	w.env["HF_HUB_CACHE"] = hf
+	out, errOut, code := w.run(t, "--json")
+	require.Equal(t, cliapp.ExitOK, code, errOut)
+	var rows []row
+	require.NoError(t, json.Unmarshal([]byte(out), &rows))
+	var found *row
+	for i := range rows {
+		if rows[i].Name == "Qwen/Qwen3-30B-A3B" {
+			found = &rows[i]
+		}
+	}
+	require.NotNil(t, found, out)
+	require.True(t, found.Installed)
+	require.Equal(t, "Qwen/Qwen3-30B-A3B", found.RepoID)
+	require.Equal(t, snap, found.Path)
+	require.Len(t, rows, 6, "the engine cache and --dir are still listed")
+}
+
 func TestLocalOnlyNeverCallsTheCatalog(t *testing.T) {
 	w := newWorld(t)
 	called := false

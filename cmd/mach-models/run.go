@@ -38,17 +38,9 @@ type row struct {
 }
 
 func run(ctx context.Context, d deps, opts options, stdout, stderr io.Writer) error {
-	root := opts.CacheDir
-	if root == "" {
-		root = d.getenv(hub.EnvCacheDir)
-	}
-	if root == "" {
-		var err error
-		if root, err = hub.CacheRoot(""); err != nil {
-			return err
-		}
-	}
-	roots := append([]string{root}, opts.Dirs...)
+	// The same places hub.Resolver looks: the Hugging Face hub cache, then
+	// the engine cache root.
+	roots := append(hub.CacheDirs(d.getenv, opts.CacheDir), opts.Dirs...)
 	for _, p := range filepath.SplitList(d.getenv(envModelsDir)) {
 		if p != "" {
 			roots = append(roots, p)
