@@ -33,7 +33,16 @@ EXAMPLES:
 		&cli.StringFlag{Name: "served-model-name", Usage: "model name reported by /v1/models"},
 		&cli.StringFlag{Name: "backend", Usage: "compatibility alias: production or dflash"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+		&cli.StringFlag{Name: "revision", Usage: "Hugging Face revision of a repo id (default main)"},
+		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; a repo id must already be cached"},
+		&cli.StringFlag{Name: "cache-dir", Usage: "engine cache root searched for a repo id (default $MACH_CACHE_DIR or ~/.cache/mach)"},
 	)
+	// NOTE for the server: at start-up, CHECKPOINT comes from
+	// checkpointArg(c) and becomes a directory through
+	// resolveCheckpoint(ctx, os.Getenv, resolveOptions{...}, c.App.ErrWriter)
+	// (pkg/hub: the caches first, then a download of only what serving
+	// needs). It is not called yet so that this stub downloads nothing
+	// before answering "not implemented".
 	app.Action = cliapp.NotImplemented
 	return app
 }
