@@ -59,8 +59,9 @@ is then inspected from what the caches hold, and one they lack fails (exit
 4) naming the missing files.
 
 The report gives model_type, layout (stacked, per_expert, engine, unknown),
-the routed-expert quant, the artifact probe (expert sidecar, draft
-directory), a memory estimate, every serving path's status (ok, blocked,
+the routed-expert quant, the routed experts per MoE layer (listed per layer
+when a pruned checkpoint's layers differ) and top-k, the artifact probe
+(expert sidecar, draft directory), a memory estimate, every serving path's status (ok, blocked,
 needs_artifact, unknown, n/a) with its reason, the verdict and a suggested
 mach-serve command. Statuses are what THIS build can do: a path it does not
 implement is blocked. The verdict is "supported" only when the architecture
@@ -88,9 +89,9 @@ architecture for this build (no MODEL); --json gives
 {"paths": [...], "archs": {model_type: {path: {status, reason}}}}.
 
 JSON REPORT KEYS: model, model_type, supported, layout, quant {mode, bits,
-group_size}, artifacts {sidecar, draft_dir}, memory {verdict, experts_bytes,
-non_expert_bytes, kv_bytes, context_length, working_set_bytes,
-available_bytes}, paths {name: {status, reason}}, verdict, serve_command.
+group_size}, experts {routed, per_layer, top_k}, artifacts {sidecar,
+draft_dir}, memory {verdict, experts_bytes, non_expert_bytes, kv_bytes,
+context_length, working_set_bytes, available_bytes}, paths {name: {status, reason}}, verdict, serve_command.
 
 ENVIRONMENT:
    HF_ENDPOINT     hub base URL (default https://huggingface.co)

@@ -16,7 +16,10 @@ import (
 
 	ct "github.com/maniac-ai/mach/pkg/checkpoint/checkpointtest"
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	models "github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/hostmem"
+	"github.com/maniac-ai/mach/pkg/prune"
+	"github.com/maniac-ai/mach/pkg/pruneplan"
 	"github.com/maniac-ai/mach/pkg/sidecar"
 	"github.com/stretchr/testify/require"
 )
@@ -337,5 +340,39 @@ func TestHelpDocumentsTheContract(t *testing.T) {
 	for _, s := range []string{"--all-archs", "--draft-dir", "--context-length", "--expert-cache-gb", "--local-only", "--revision", "--cache-dir",
 		"fits when", "80%", "HF_ENDPOINT", "HF_TOKEN", "MACH_CACHE_DIR", "EXAMPLES", "EXIT STATUS", "MODEL/draft"} {
 		require.Contains(t, out, s)
+	}
+}
+
+// mach check on mach-prune's output reports the per-expert layout and the
+// pruned expert counts (per layer when they differ).
+func TestPrunedCheckpoint(t *testing.T) {
+	root, err := models.Dir()
+	require.NoError(t, err)
+	src := filepath.Join(root, "qwen3_moe_mlx4") // MoE layers 0 and 2
+	for _, tt := range []struct {
+		keep     map[int][]int
+		line     string
+		perLayer map[string]any
+	}{
+		{map[int][]int{0: {0, 2, 3, 5, 6, 7}, 2: {1, 2, 3, 4, 5, 7}}, "experts:    6 routed per MoE layer, top-2", nil},
+		{map[int][]int{0: {0, 2, 3, 5, 6, 7}, 2: {4, 7}}, "experts:    2–6 routed per MoE layer (layer 0: 6, 2: 2), top-2", map[string]any{"0": 6.0, "2": 2.0}},
+	} {
+		out := filepath.Join(t.TempDir(), "k6")
+		_, err := prune.Run(t.Context(), prune.Options{Source: src, Output: out,
+			Candidate: &pruneplan.Candidate{ID: "k6", NumExperts: 8, Keep: tt.keep}})
+		require.NoError(t, err)
+		stdout, _, code := runApp(t, testDeps(), out)
+		require.Equal(t, cliapp.ExitNo, code)
+		require.Contains(t, stdout, "\nlayout:     per_expert\n")
+		require.Contains(t, stdout, "\n"+tt.line+"\n")
+		stdout, _, _ = runApp(t, testDeps(), out, "--json")
+		var r map[string]any
+		require.NoError(t, json.Unmarshal([]byte(stdout), &r))
+		require.Equal(t, "per_expert", r["layout"])
+		var perLayer any
+		if tt.perLayer != nil {
+			perLayer = tt.perLayer
+		}
+		require.Equal(t, map[string]any{"routed": 6.0, "per_layer": perLayer, "top_k": 2.0}, r["experts"])
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/maniac-ai/mach/pkg/capability"
@@ -46,6 +47,7 @@ func writeReport(w io.Writer, r preflight.Report) error {
 		{"supported", cliapp.YesNo(r.Supported)},
 		{"layout", layout},
 		{"quant", in.Quant.String()},
+		{"experts", expertsLine(r.Experts)},
 		{"artifacts", fmt.Sprintf("sidecar=%s, draft_dir=%s", sidecar, draft)},
 		{"memory", memoryLine(r.Mem)},
 	}
@@ -70,6 +72,38 @@ func writeReport(w io.Writer, r preflight.Report) error {
 	}
 	_, err := fmt.Fprintf(w, "\n%-11s %s\n%-11s %s\n", "verdict:", r.Verdict, "serve with:", serve)
 	return err
+}
+
+// expertsLine renders the routed-expert count: "8 routed per MoE layer,
+// top-2", or the per-layer counts of a checkpoint pruned non-uniformly.
+func expertsLine(e preflight.ExpertsReport) string {
+	if e.Routed == nil {
+		return "unknown"
+	}
+	s := fmt.Sprintf("%d routed per MoE layer", *e.Routed)
+	if len(e.PerLayer) > 0 {
+		layers := make([]int, 0, len(e.PerLayer))
+		lo := *e.Routed
+		for k, n := range e.PerLayer {
+			l, _ := strconv.Atoi(k)
+			layers = append(layers, l)
+			lo = min(lo, n)
+		}
+		slices.Sort(layers)
+		parts := make([]string, 0, len(layers))
+		for i, l := range layers {
+			if i == 8 {
+				parts = append(parts, fmt.Sprintf("… %d more", len(layers)-i))
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%d: %d", l, e.PerLayer[strconv.Itoa(l)]))
+		}
+		s = fmt.Sprintf("%d–%d routed per MoE layer (layer %s)", lo, *e.Routed, strings.Join(parts, ", "))
+	}
+	if e.TopK != nil {
+		s += fmt.Sprintf(", top-%d", *e.TopK)
+	}
+	return s
 }
 
 func memoryLine(m preflight.Memory) string {

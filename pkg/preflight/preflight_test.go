@@ -350,7 +350,7 @@ func TestReportJSONKeys(t *testing.T) {
 		}
 		return out
 	}
-	require.ElementsMatch(t, []string{"model", "model_type", "supported", "layout", "quant", "artifacts", "memory", "paths", "verdict", "serve_command"}, keys(m))
+	require.ElementsMatch(t, []string{"model", "model_type", "supported", "layout", "quant", "experts", "artifacts", "memory", "paths", "verdict", "serve_command"}, keys(m))
 	sub := func(k string) map[string]json.RawMessage {
 		var s map[string]json.RawMessage
 		require.NoError(t, json.Unmarshal(m[k], &s))
@@ -358,6 +358,8 @@ func TestReportJSONKeys(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"mode", "bits", "group_size"}, keys(sub("quant")))
 	require.ElementsMatch(t, []string{"sidecar", "draft_dir"}, keys(sub("artifacts")))
+	require.ElementsMatch(t, []string{"routed", "per_layer", "top_k"}, keys(sub("experts")))
+	require.JSONEq(t, `{"routed": 8, "per_layer": null, "top_k": 2}`, string(m["experts"]))
 	require.ElementsMatch(t, []string{"verdict", "experts_bytes", "non_expert_bytes", "kv_bytes", "context_length", "working_set_bytes", "available_bytes"}, keys(sub("memory")))
 	paths := sub("paths")
 	require.Len(t, paths, len(capability.Paths()))

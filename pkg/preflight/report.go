@@ -1,6 +1,8 @@
 package preflight
 
 import (
+	"strconv"
+
 	"github.com/maniac-ai/mach/pkg/capability"
 	"github.com/maniac-ai/mach/pkg/checkpoint"
 	"github.com/maniac-ai/mach/pkg/registry"
@@ -14,6 +16,7 @@ type Report struct {
 	Supported    bool                                  `json:"supported"`
 	Layout       checkpoint.Layout                     `json:"layout"`
 	Quant        QuantReport                           `json:"quant"`
+	Experts      ExpertsReport                         `json:"experts"`
 	Artifacts    Artifacts                             `json:"artifacts"`
 	Memory       MemoryReport                          `json:"memory"`
 	Paths        map[capability.Path]capability.Result `json:"paths"`
@@ -33,6 +36,16 @@ type QuantReport struct {
 	Mode      string `json:"mode"`
 	Bits      *int   `json:"bits"`
 	GroupSize *int   `json:"group_size"`
+}
+
+// ExpertsReport is the routed-expert count: Routed per MoE layer (the
+// largest layer's when a pruned checkpoint's layers differ, then listed in
+// PerLayer by layer index), from the tensors when they were inspected,
+// else from config.json; null when unknown. TopK is num_experts_per_tok.
+type ExpertsReport struct {
+	Routed   *int           `json:"routed"`
+	PerLayer map[string]int `json:"per_layer"`
+	TopK     *int           `json:"top_k"`
 }
 
 // Artifacts reports the artifact probes: whether a valid expert sidecar
@@ -71,6 +84,7 @@ func (b Build) Check(model string, arch registry.Arch, in *checkpoint.Inspection
 		Supported: v.Supported,
 		Layout:    in.Layout,
 		Quant:     quantReport(in.Quant),
+		Experts:   expertsReport(in),
 		Artifacts: Artifacts{Sidecar: in.Sidecar.Valid},
 		Memory:    memoryReport(mem),
 		Paths:     map[capability.Path]capability.Result{},
@@ -105,6 +119,37 @@ func quantReport(q checkpoint.Quant) QuantReport {
 	if q.GroupSize > 0 {
 		g := q.GroupSize
 		r.GroupSize = &g
+	}
+	return r
+}
+
+func expertsReport(in *checkpoint.Inspection) ExpertsReport {
+	var r ExpertsReport
+	counts := in.Experts.PerLayer
+	if len(counts) == 0 {
+		counts = map[int]int{}
+		for _, l := range in.Config.MoELayers() {
+			counts[l] = in.Config.LayerExperts(l)
+		}
+	}
+	most, uniform := 0, true
+	for _, n := range counts {
+		most = max(most, n)
+	}
+	for _, n := range counts {
+		uniform = uniform && n == most
+	}
+	if most > 0 {
+		r.Routed = &most
+	}
+	if !uniform {
+		r.PerLayer = map[string]int{}
+		for l, n := range counts {
+			r.PerLayer[strconv.Itoa(l)] = n
+		}
+	}
+	if k := in.Config.ExpertsPerToken; k > 0 {
+		r.TopK = &k
 	}
 	return r
 }
