@@ -79,6 +79,8 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 	switch {
 	case o.Hidden <= 0 || o.Layers <= 0 || o.Heads <= 0 || o.KVHeads <= 0 || o.Vocab <= 0:
 		return bad("hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads and vocab_size must be positive")
+	case o.HeadDim <= 0 || o.HeadDim > 8192:
+		return bad("head_dim %d is not a plausible attention head size", o.HeadDim)
 	case o.Heads%o.KVHeads != 0:
 		return bad("num_attention_heads %d is not a multiple of num_key_value_heads %d", o.Heads, o.KVHeads)
 	case x.AttentionBias:
