@@ -152,10 +152,15 @@ func missingWeights(dir string, has func(string) bool) []string {
 		return miss
 	}
 	m, _ := filepath.Glob(filepath.Join(dir, "model*.safetensors"))
+	var dangling []string
 	for _, p := range m {
 		if has(filepath.Base(p)) {
 			return nil
 		}
+		dangling = append(dangling, filepath.Base(p)) // a link whose blob is gone
+	}
+	if len(dangling) > 0 {
+		return dangling
 	}
 	return []string{"model*.safetensors (or " + safetensors.IndexName + " and its shards)"}
 }

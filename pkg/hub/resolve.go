@@ -289,12 +289,12 @@ func (r *Resolver) resolveConfig(ctx context.Context, repo, rev string, cands []
 // offlineError says what is missing and why nothing was fetched.
 func (r *Resolver) offlineError(repo, rev string, need Need, cands []*Model) error {
 	if len(cands) == 0 {
-		return fault.Mark(fmt.Errorf("%s@%s is not in the model caches (%s) and the network is off (%s); missing: every file (config.json and the %s files)",
-			repo, rev, r.searched(), r.OfflineWhy, need), fault.ErrIO)
+		return fault.Mark(fmt.Errorf("%s@%s is not in the model caches (%s) and the network is off (%s); missing: every file (%s); run without %s to download them",
+			repo, rev, r.searched(), r.OfflineWhy, needFiles(need), r.OfflineWhy), fault.ErrIO)
 	}
 	c := cands[0]
-	return fault.Mark(fmt.Errorf("%s@%s is only partly cached in %s and the network is off (%s); missing: %s",
-		repo, rev, c.Dir, r.OfflineWhy, strings.Join(Missing(c.Dir, need), ", ")), fault.ErrIO)
+	return fault.Mark(fmt.Errorf("%s@%s is only partly cached in %s and the network is off (%s); missing: %s; run without %s to download them",
+		repo, rev, c.Dir, r.OfflineWhy, strings.Join(Missing(c.Dir, need), ", "), r.OfflineWhy), fault.ErrIO)
 }
 
 // download lists the repo at rev and fetches the files need asks for into
@@ -390,7 +390,7 @@ func (r *Resolver) download(ctx context.Context, repo, rev string, need Need) (*
 	<-drawn
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("download of %s interrupted (%w); run again to continue where it stopped", repo, ctx.Err())
 		}
 		return nil, err
 	}
@@ -406,6 +406,21 @@ func (r *Resolver) download(ctx context.Context, repo, rev string, need Need) (*
 		HasLayout:  exists(filepath.Join(dir, filepath.FromSlash(LayoutFile)), -1),
 		Downloaded: d.fetched, DownloadedBytes: d.bytes,
 	}, nil
+}
+
+// needFiles describes what need asks for, for messages.
+func needFiles(need Need) string {
+	s := []string{ConfigFile}
+	if need&NeedTokenizer != 0 {
+		s = append(s, "tokenizer.json")
+	}
+	if need&NeedWeights != 0 {
+		s = append(s, "the safetensors weights")
+	}
+	if need&NeedSidecar != 0 {
+		s = append(s, "expert_sidecar/")
+	}
+	return strings.Join(s, ", ")
 }
 
 // onlyTokenizer: the repo simply has no tokenizer.json; the prompter says
