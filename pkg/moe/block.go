@@ -195,6 +195,15 @@ func (m *Block) run(b kernels.Backend, ws *model.Workspace, x, out kernels.Tenso
 			}
 		}
 		gate, up = gu.ColRange(0, inter), gu.ColRange(inter, 2*inter)
+		if experts[0].Interleaved {
+			if gate, err = ws.Get("moe.act", slots, inter); err != nil {
+				return err
+			}
+			if err := kernels.ActivateInterleaved(b, gate, gu, m.Act); err != nil {
+				return fmt.Errorf("moe layer %d: %w", m.Layer, err)
+			}
+			up = kernels.Tensor{} // activated already
+		}
 	} else {
 		if gate, err = ws.Get("moe.g", slots, inter); err != nil {
 			return err
@@ -208,9 +217,20 @@ func (m *Block) run(b kernels.Backend, ws *model.Workspace, x, out kernels.Tenso
 		if err := kernels.MatMulGrouped(b, up, x, rows, collect(experts, func(e *Expert) kernels.Weight { return e.Up }), offs, scratch); err != nil {
 			return err
 		}
+		for i, ex := range experts {
+			r0, r1 := offs[i], offs[i+1]
+			if !ex.GateBias.IsZero() {
+				b.Add(gate.RowRange(r0, r1), gate.RowRange(r0, r1), ex.GateBias)
+			}
+			if !ex.UpBias.IsZero() {
+				b.Add(up.RowRange(r0, r1), up.RowRange(r0, r1), ex.UpBias)
+			}
+		}
 	}
 	// The activation overwrites the gate values in place.
-	b.Activate(gate, gate, up, m.Act)
+	if !up.IsZero() {
+		b.Activate(gate, gate, up, m.Act)
+	}
 	y, err := ws.Get("moe.y", slots, h)
 	if err != nil {
 		return err

@@ -16,13 +16,20 @@ import (
 )
 
 // Expert is one routed expert's weights, bound to a backend. Either GateUp
-// (gate rows first, then up rows) or Gate and Up are set.
+// (gate rows first, then up rows; or alternating when Interleaved) or Gate
+// and Up are set.
 type Expert struct {
 	GateUp     kernels.Weight
 	Gate, Up   kernels.Weight
 	Down       kernels.Weight
-	GateUpBias kernels.Tensor // 1×2I, optional (gpt-oss)
-	DownBias   kernels.Tensor // 1×H, optional
+	GateUpBias kernels.Tensor // 1×2I, optional (gpt-oss), ordered like GateUp's rows
+	// GateBias and UpBias are the biases of a separate Gate and Up (1×I,
+	// optional: gpt-oss in MLX's split form).
+	GateBias, UpBias kernels.Tensor
+	DownBias         kernels.Tensor // 1×H, optional
+	// Interleaved: GateUp's rows alternate gate and up (even = gate), as
+	// gpt-oss stores them; the activation reads the pairs in place.
+	Interleaved bool
 }
 
 // Width returns the expert's intermediate size.
