@@ -1,0 +1,344 @@
+// Package gptoss is the gpt_oss architecture (gpt-oss-20b, gpt-oss-120b):
+// RMSNorm pre-norm decoder layers with grouped-query attention (q/k/v/o
+// biases, YaRN rotary embedding, a learned sink logit per head that joins
+// the softmax and is dropped), layers alternating sliding-window and full
+// attention as layer_types says, and a routed MoE feed-forward on every
+// layer (router with bias, softmax over the top-k logits, experts with
+// interleaved gate/up rows, per-expert biases and the clamped SwiGLU
+// g·σ(1.702·g)·(u+1)); final RMSNorm and a separate head.
+//
+// Experts load from the original MXFP4 blocks (zero-copy, computed on by
+// the kernels as stored), MLX conversions (mxfp4 mode, any affine
+// attention) and transformers' dequantized input-major form (transposed at
+// load). The cache is a kvcache.Rotating: sliding layers hold their window,
+// full layers the sequence.
+package gptoss
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/maniac-ai/mach/kernels"
+	"github.com/maniac-ai/mach/pkg/kvcache"
+	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/attention"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
+	"github.com/maniac-ai/mach/pkg/moe"
+	"github.com/maniac-ai/mach/pkg/quant"
+)
+
+// ModelType is config.json's model_type for this package.
+const ModelType = "gpt_oss"
+
+// Model is a loaded gpt_oss checkpoint.
+type Model struct {
+	b       kernels.Backend
+	opts    Options
+	weights *model.Weights
+	store   moe.Store
+	ws      *model.Workspace
+
+	embed  kernels.Weight
+	layers []layer
+	norm   kernels.Tensor
+	head   kernels.Weight
+
+	info model.Info
+}
+
+type layer struct {
+	attnNorm, mlpNorm kernels.Tensor
+	attn              *attention.Block
+	moe               *moe.Block
+}
+
+// LoadOptions tune loading.
+type LoadOptions struct {
+	// Store, when set, supplies the routed experts instead of the resident
+	// store bound from the checkpoint. Its experts must follow gpt-oss's
+	// conventions (moe.Expert's Interleaved and bias fields).
+	Store moe.Store
+}
+
+// Loader is Load with the default options, as a model.LoadFunc.
+func Loader(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (model.Model, error) {
+	return Load(ctx, dir, cfg, b, LoadOptions{})
+}
+
+// Load binds the checkpoint in dir (whose config is cfg) to backend b.
+func Load(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, lo LoadOptions) (*Model, error) {
+	opts, err := ParseOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w, err := model.OpenWeights(dir, cfg, b)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{b: b, opts: opts, weights: w, ws: model.NewWorkspace(b)}
+	if err := m.bind(ctx, lo); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
+	o := m.opts
+	w := m.weights
+	var err error
+	if m.embed, err = w.Linear("model.embed_tokens", o.Vocab, o.Hidden); err != nil {
+		return err
+	}
+	if m.norm, err = w.Vector("model.norm.weight", o.Hidden, 0); err != nil {
+		return err
+	}
+	switch {
+	case w.Has("lm_head.weight"):
+		if m.head, err = w.Linear("lm_head", o.Vocab, o.Hidden); err != nil {
+			return err
+		}
+	case o.TiedEmbeddings:
+		m.head = m.embed
+	default:
+		return fmt.Errorf("%s: no lm_head.weight and tie_word_embeddings is false in config.json", w.Dir)
+	}
+	resident := map[int][]*moe.Expert{}
+	qd, kd := o.Heads*o.HeadDim, o.KVHeads*o.HeadDim
+	var activeBytes, extra int64
+	for i := 0; i < o.Layers; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := fmt.Sprintf("model.layers.%d.", i)
+		var l layer
+		if l.attnNorm, err = w.Vector(p+"input_layernorm.weight", o.Hidden, 0); err != nil {
+			return err
+		}
+		if l.mlpNorm, err = w.Vector(p+"post_attention_layernorm.weight", o.Hidden, 0); err != nil {
+			return err
+		}
+		a := &attention.Block{Layer: i, Heads: o.Heads, KVHeads: o.KVHeads, HeadDim: o.HeadDim, RoPE: o.RoPE}
+		if o.Sliding[i] {
+			a.Window = o.Window
+		}
+		if a.Q, err = w.LoadLinear(p+"self_attn.q_proj", qd, o.Hidden); err != nil {
+			return err
+		}
+		if a.K, err = w.LoadLinear(p+"self_attn.k_proj", kd, o.Hidden); err != nil {
+			return err
+		}
+		if a.V, err = w.LoadLinear(p+"self_attn.v_proj", kd, o.Hidden); err != nil {
+			return err
+		}
+		if a.O, err = w.LoadLinear(p+"self_attn.o_proj", o.Hidden, qd); err != nil {
+			return err
+		}
+		if a.Sinks, err = w.Vector(p+"self_attn.sinks", o.Heads, 0); err != nil {
+			return err
+		}
+		l.attn = a
+		activeBytes += linearBytes(a.Q, a.K, a.V, a.O)
+		ne := o.LayerExperts(i)
+		router, err := w.LoadLinear(p+"mlp.router", ne, o.Hidden)
+		if err != nil {
+			return err
+		}
+		l.moe = &moe.Block{Layer: i, Router: router, Act: o.Act, Routing: kernels.Routing{K: o.TopK, Score: kernels.SoftmaxTopK}}
+		activeBytes += linearBytes(router)
+		if lo.Store == nil {
+			eb := &expertBinder{w: w, b: m.b, n: ne, hidden: o.Hidden, inter: o.ExpertWidth}
+			es, err := eb.bind(p + "mlp.")
+			if err != nil {
+				return err
+			}
+			resident[i] = es
+			activeBytes += int64(o.TopK) * es[0].Bytes()
+			extra += eb.copied + eb.vectors
+		}
+		m.layers = append(m.layers, l)
+	}
+	m.store = lo.Store
+	if m.store == nil {
+		m.store = moe.NewResident(resident)
+	}
+	for i, l := range m.layers {
+		l.moe.Store = m.store
+		if m.store.Experts(i) != o.LayerExperts(i) {
+			return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, m.store.Experts(i), o.LayerExperts(i))
+		}
+	}
+	activeBytes += weightBytes(m.head) + weightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
+	m.info = model.Info{
+		ModelType: ModelType, Vocab: o.Vocab, Layers: o.Layers, Hidden: o.Hidden, MaxContext: o.MaxPositions,
+		WeightBytes: w.BoundBytes() + extra, ActiveBytes: activeBytes, Backend: m.b.Name(),
+	}
+	return nil
+}
+
+func linearBytes(ls ...*model.Linear) int64 {
+	var n int64
+	for _, l := range ls {
+		n += weightBytes(l.W)
+	}
+	return n
+}
+
+// weightBytes is the stored size of a weight: codes, scales and biases.
+func weightBytes(w kernels.Weight) int64 {
+	f := w.Format()
+	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
+	if f.Quantized() {
+		per := int64(f.Scale.Size()) * int64(w.Rows()) * int64(w.Cols()/f.GroupSize)
+		n += per
+		if f.Kind == quant.Affine {
+			n += per
+		}
+	}
+	return n
+}
+
+// Info implements model.Model.
+func (m *Model) Info() model.Info { return m.info }
+
+// Options returns the decoded options.
+func (m *Model) Options() Options { return m.opts }
+
+// CacheSpec returns the cache shape for a capacity and storage type:
+// sliding layers with the model's window, full layers with none.
+func (m *Model) CacheSpec(capacity int, dt kernels.DType) kvcache.RotatingSpec {
+	o := m.opts
+	s := kvcache.RotatingSpec{DType: dt, Capacity: capacity}
+	for i := 0; i < o.Layers; i++ {
+		l := kvcache.WindowLayer{KV: kvcache.LayerShape{K: o.KVHeads * o.HeadDim, V: o.KVHeads * o.HeadDim}}
+		if o.Sliding[i] {
+			l.Window = o.Window
+		}
+		s.Layers = append(s.Layers, l)
+	}
+	return s
+}
+
+// NewCache implements model.Model: a rotating cache, whose sliding layers
+// hold the window, not the context.
+func (m *Model) NewCache(capacity int, dt kernels.DType) (kvcache.Cache, error) {
+	if capacity <= 0 || capacity > m.opts.MaxPositions {
+		capacity = m.opts.MaxPositions
+	}
+	return kvcache.NewRotating(m.b, m.CacheSpec(capacity, dt))
+}
+
+// Close implements model.Model.
+func (m *Model) Close() error {
+	err := m.store.Close()
+	if e := m.weights.Close(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// Forward implements model.Model.
+func (m *Model) Forward(ctx context.Context, batch *model.Batch) (*model.Output, error) {
+	step, err := model.BeginStep(batch, m.opts.Vocab, m.opts.MaxPositions)
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.forward(ctx, step, nil)
+	if err != nil {
+		step.Abort()
+		_ = m.b.Sync() // drop a recorded error with the step
+		return nil, err
+	}
+	step.Commit()
+	return out, nil
+}
+
+// forward runs the layers; after each, when hidden is set, it reads the
+// hidden states into it.
+func (m *Model) forward(ctx context.Context, step *model.Step, hidden *[][]float32) (*model.Output, error) {
+	b, ws, o := m.b, m.ws, m.opts
+	n := step.Rows
+	x, err := ws.Get("x", n, o.Hidden)
+	if err != nil {
+		return nil, err
+	}
+	a, err := ws.Get("a", n, o.Hidden)
+	if err != nil {
+		return nil, err
+	}
+	y, err := ws.Get("y", n, o.Hidden)
+	if err != nil {
+		return nil, err
+	}
+	b.Embed(x, m.embed, step.Tokens)
+	for i := range m.layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		l := &m.layers[i]
+		b.RMSNorm(a, x, l.attnNorm, o.Eps, false)
+		if err := l.attn.Forward(ctx, b, ws, step, a, y); err != nil {
+			return nil, err
+		}
+		b.Add(x, x, y)
+		b.RMSNorm(a, x, l.mlpNorm, o.Eps, false)
+		if err := l.moe.Forward(ctx, b, ws, a, y); err != nil {
+			return nil, err
+		}
+		b.Add(x, x, y)
+		if hidden != nil {
+			h := make([]float32, n*o.Hidden)
+			if err := b.Read(h, x); err != nil {
+				return nil, err
+			}
+			*hidden = append(*hidden, h)
+		}
+	}
+	if err := b.Sync(); err != nil {
+		return nil, err
+	}
+	return m.logits(step, x)
+}
+
+// logits runs the final norm and the head on the rows that need logits.
+func (m *Model) logits(step *model.Step, x kernels.Tensor) (*model.Output, error) {
+	b, ws, o := m.b, m.ws, m.opts
+	r := len(step.LogitRows)
+	if r == 0 {
+		return step.SplitLogits(nil, o.Vocab), nil
+	}
+	sel, err := ws.Get("final.x", r, o.Hidden)
+	if err != nil {
+		return nil, err
+	}
+	b.Gather(sel, x, step.LogitRows)
+	b.RMSNorm(sel, sel, m.norm, o.Eps, false)
+	lg, err := ws.Get("final.logits", r, o.Vocab)
+	if err != nil {
+		return nil, err
+	}
+	b.MatMul(lg, sel, m.head)
+	host := ws.Float32s("final.host", r*o.Vocab)
+	if err := b.Read(host, lg); err != nil {
+		return nil, err
+	}
+	return step.SplitLogits(host, o.Vocab), nil
+}
+
+// Hidden runs the step and returns every row's hidden state after each
+// layer (for bisecting parity failures against layer_outputs). It commits
+// the step like Forward.
+func (m *Model) Hidden(ctx context.Context, batch *model.Batch) ([][]float32, error) {
+	step, err := model.BeginStep(batch, m.opts.Vocab, m.opts.MaxPositions)
+	if err != nil {
+		return nil, err
+	}
+	var hs [][]float32
+	if _, err := m.forward(ctx, step, &hs); err != nil {
+		step.Abort()
+		_ = m.b.Sync()
+		return nil, err
+	}
+	step.Commit()
+	return hs, nil
+}
