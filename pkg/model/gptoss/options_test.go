@@ -77,10 +77,12 @@ func TestParseOptionsRefuses(t *testing.T) {
 		"no attention bias":  func(c map[string]any) { c["attention_bias"] = false },
 		"heads not multiple": func(c map[string]any) { c["num_key_value_heads"] = 3 },
 		"top-k over experts": func(c map[string]any) { c["num_experts_per_tok"] = 9; c["experts_per_token"] = 9 },
-		"chunked layer":      func(c map[string]any) { c["layer_types"] = []string{"sliding_attention", "chunked_attention", "full_attention", "full_attention"} },
-		"zero limit":         func(c map[string]any) { c["swiglu_limit"] = 0 },
-		"unknown rope":       func(c map[string]any) { c["rope_parameters"].(map[string]any)["rope_type"] = "longrope" },
-		"no experts":         func(c map[string]any) { c["num_local_experts"] = 0 },
+		"chunked layer": func(c map[string]any) {
+			c["layer_types"] = []string{"sliding_attention", "chunked_attention", "full_attention", "full_attention"}
+		},
+		"zero limit":   func(c map[string]any) { c["swiglu_limit"] = 0 },
+		"unknown rope": func(c map[string]any) { c["rope_parameters"].(map[string]any)["rope_type"] = "longrope" },
+		"no experts":   func(c map[string]any) { c["num_local_experts"] = 0 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := fixtureConfig(t, edit)
