@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/expertstream"
 	"github.com/maniac-ai/mach/pkg/model/archs"
 	"github.com/maniac-ai/mach/pkg/registry"
 	"github.com/urfave/cli/v2"
@@ -23,7 +24,7 @@ func main() {
 }
 
 func defaultDeps() deps {
-	return deps{registry: registry.Default(), loaders: archs.Loaders(), getenv: os.Getenv, stdin: os.Stdin}
+	return deps{registry: registry.Default(), loaders: archs.Loaders(), storeLoaders: archs.StoreLoaders(), getenv: os.Getenv, stdin: os.Stdin}
 }
 
 const description = `
@@ -72,9 +73,23 @@ arrays), text, finish_reason (stop or length), timings {load_s, prefill_s,
 decode_s, prefill_tokens_per_s, decode_tokens_per_s}, peak_rss_bytes,
 model_type and backend.
 
+EXPERT STREAMING: --streaming serves the routed experts from the
+checkpoint's expert_sidecar/ (mach-export-sidecar writes it) instead of
+mapping them from the safetensors: non-expert weights stay resident, experts
+are read with direct I/O into a cache of --expert-cache-gb GB (10^9 bytes;
+default 4, or the whole sidecar when smaller; at least one layer of experts)
+evicted by --expert-policy (lrfu, the default; lru; layer-lru, the per-layer
+LRU baseline). A layer's reads start as soon as its router has run, and the
+next layer's likely experts are read speculatively. Each expert's checksum
+is verified on its first read. The output is identical to resident serving.
+With --json, timings also hold expert_cache_hit_rate and expert_bytes_read
+(whole request), expert_decode_hit_rate, expert_bytes_read_per_token and
+expert_stall_ms_per_token (decoding), expert_read_latency_ms (mean),
+expert_cache_bytes and expert_direct_io; --verbose prints them.
+
 Checkpoints this build cannot run are refused before any weight is loaded,
-with the reason mach check gives (exit 1). --streaming (expert streaming from
-expert_sidecar/) is not implemented in this build (exit 3).
+with the reason mach check gives (exit 1); --streaming without a valid
+expert_sidecar/ is refused with what to run (exit 4).
 
 EXAMPLES:
    mach-generate --chat --prompt "How do I use itertools.chain()?" --temperature 0
@@ -109,8 +124,9 @@ func newApp(d deps) *cli.App {
 		&cli.StringFlag{Name: "cache-dir", Usage: "engine cache root searched for a repo id (default $MACH_CACHE_DIR or ~/.cache/mach)"},
 		&cli.StringFlag{Name: "revision", Usage: "Hugging Face revision of a repo id: branch, tag or commit (default main)"},
 		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; a repo id must already be cached"},
-		&cli.BoolFlag{Name: "streaming", Usage: "stream routed experts from expert_sidecar/ (not implemented in this build)"},
-		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "expert cache budget for --streaming"},
+		&cli.BoolFlag{Name: "streaming", Usage: "stream routed experts from expert_sidecar/ (see EXPERT STREAMING)"},
+		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "expert cache budget in GB for --streaming (default 4, capped at the sidecar's size)"},
+		&cli.StringFlag{Name: "expert-policy", Value: "lrfu", Usage: "expert cache eviction for --streaming: lrfu, lru or layer-lru"},
 	)
 	app.Action = func(c *cli.Context) error {
 		opts, err := parseOptions(c, d)
@@ -192,9 +208,19 @@ func parseOptions(c *cli.Context, d deps) (options, error) {
 			return o, cliapp.Usagef("--stop needs a non-empty string")
 		}
 	}
-	if gb := c.Float64("expert-cache-gb"); gb < 0 || math.IsNaN(gb) || (gb > 0 && !o.Streaming) {
+	if gb := c.Float64("expert-cache-gb"); gb < 0 || math.IsNaN(gb) || math.IsInf(gb, 0) || gb > 1e9 || (gb > 0 && !o.Streaming) {
 		return o, cliapp.Usagef("--expert-cache-gb %v: a non-negative budget, with --streaming", gb)
+	} else {
+		o.ExpertCacheBytes = int64(gb * 1e9)
 	}
+	if c.IsSet("expert-policy") && !o.Streaming {
+		return o, cliapp.Usagef("--expert-policy needs --streaming")
+	}
+	p, err := expertstream.ParsePolicy(c.String("expert-policy"))
+	if err != nil {
+		return o, cliapp.Usagef("--expert-policy: %v", err)
+	}
+	o.ExpertPolicy = p
 	if o.PromptFile != "" {
 		var b []byte
 		var err error

@@ -15,6 +15,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/hub/hubtest"
 	"github.com/maniac-ai/mach/pkg/model/archs"
 	"github.com/maniac-ai/mach/pkg/registry"
+	"github.com/maniac-ai/mach/pkg/sidecar/export"
 	"github.com/maniac-ai/mach/pkg/tokenizer"
 	"github.com/stretchr/testify/require"
 )
@@ -23,7 +24,7 @@ type env map[string]string
 
 func runApp(t *testing.T, e env, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	d := deps{registry: registry.Default(), loaders: archs.Loaders(), getenv: func(k string) string { return e[k] }, stdin: strings.NewReader(stdin)}
+	d := deps{registry: registry.Default(), loaders: archs.Loaders(), storeLoaders: archs.StoreLoaders(), getenv: func(k string) string { return e[k] }, stdin: strings.NewReader(stdin)}
 	app := newApp(d)
 	var out, errb bytes.Buffer
 	app.Writer, app.ErrWriter = &out, &errb
@@ -186,7 +187,10 @@ func TestRefusalsAndUsage(t *testing.T) {
 		{"bad ids", []string{dir, "--prompt-tokens", "1,x"}, cliapp.ExitUsage, "not a token id"},
 		{"bad kv", []string{dir, "--prompt", "x", "--kv-cache", "q8"}, cliapp.ExitUsage, "--kv-cache"},
 		{"unknown flag", []string{dir, "--prompt", "x", "--bogus"}, cliapp.ExitUsage, "bogus"},
-		{"streaming", []string{dir, "--prompt", "x", "--streaming"}, cliapp.ExitNotImplemented, "blocked:"},
+		{"streaming without sidecar", []string{dir, "--prompt", "x", "--streaming"}, cliapp.ExitIO, "needs expert_sidecar/ (mach-export-sidecar)"},
+		{"cache without streaming", []string{dir, "--prompt", "x", "--expert-cache-gb", "1"}, cliapp.ExitUsage, "with --streaming"},
+		{"policy without streaming", []string{dir, "--prompt", "x", "--expert-policy", "lru"}, cliapp.ExitUsage, "--expert-policy needs --streaming"},
+		{"bad policy", []string{dir, "--prompt", "x", "--streaming", "--expert-policy", "mru"}, cliapp.ExitUsage, "unknown eviction policy"},
 		{"unsupported arch", []string{other.Dir, "--prompt-tokens", "1"}, cliapp.ExitNo, "qwen3_5_moe forward pass not implemented in this build"},
 		{"missing dir", []string{"./no/such/dir", "--prompt", "x"}, cliapp.ExitIO, "no such directory"},
 		{"context", []string{dir, "--prompt", "x", "--max-tokens", "100000"}, cliapp.ExitUsage, "exceeds the model's context"},
@@ -205,4 +209,58 @@ func TestHelp(t *testing.T) {
 	for _, s := range []string{"EXAMPLES:", "--prompt-tokens", "--tokenize-only", "--json", "EXIT STATUS:", "--temperature 0.0"} {
 		require.Contains(t, out, s)
 	}
+}
+
+// --streaming serves the experts from expert_sidecar/ with the same tokens
+// as resident serving, and reports the expert cache in the JSON timings.
+func TestStreaming(t *testing.T) {
+	fx, err := fixture.Load("qwen3_moe_mlx4")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "model.safetensors", "generation_config.json"} {
+		b, err := os.ReadFile(filepath.Join(fx.Dir, f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
+	}
+	_, err = export.Run(t.Context(), export.Options{Checkpoint: dir})
+	require.NoError(t, err)
+	args := []string{dir, "--prompt-tokens", enginetest.IDs(fx.InputIDs), "--max-tokens", "16", "--temperature", "0", "--kv-cache", "f32", "--json"}
+	out, stderr, code := runApp(t, nil, "", append(args, "--streaming", "--expert-cache-gb", "0.00001", "--expert-policy", "layer-lru")...)
+	require.Equal(t, 0, code, stderr)
+	var res struct {
+		Tokens  []int32        `json:"tokens"`
+		Timings map[string]any `json:"timings"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, fx.Greedy, res.Tokens)
+	for _, k := range []string{"expert_cache_hit_rate", "expert_bytes_read", "expert_decode_hit_rate", "expert_bytes_read_per_token",
+		"expert_stall_ms_per_token", "expert_read_latency_ms", "expert_cache_bytes", "expert_direct_io"} {
+		require.Contains(t, res.Timings, k)
+	}
+	hr := res.Timings["expert_cache_hit_rate"].(float64)
+	require.True(t, hr > 0 && hr < 1, "a one-layer cache hits some and misses some: %v", hr)
+	require.Positive(t, res.Timings["expert_bytes_read"])
+	require.Equal(t, float64(8*8192), res.Timings["expert_cache_bytes"], "raised to one layer of 8 experts")
+
+	// Resident JSON has no expert keys.
+	out, stderr, code = runApp(t, nil, "", args...)
+	require.Equal(t, 0, code, stderr)
+	require.NotContains(t, out, "expert_cache_hit_rate")
+
+	// --verbose prints the expert line.
+	_, stderr, code = runApp(t, nil, "", dir, "--prompt-tokens", "1,2,3", "--max-tokens", "4", "--streaming", "--verbose")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stderr, "experts:    streamed, lrfu cache")
+
+	// A corrupted expert fails with the layer and expert named (exit 4).
+	p := filepath.Join(dir, "expert_sidecar", "layer_00.bin")
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	for e := 0; e < 8; e++ {
+		data[e*8192+3] ^= 0xff
+	}
+	require.NoError(t, os.WriteFile(p, data, 0o644))
+	_, stderr, code = runApp(t, nil, "", append(args, "--streaming")...)
+	require.Equal(t, cliapp.ExitIO, code, stderr)
+	require.Contains(t, stderr, "corrupted expert sidecar: layer 0 expert")
 }

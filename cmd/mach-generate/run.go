@@ -15,9 +15,11 @@ import (
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	"github.com/maniac-ai/mach/pkg/defaultmodel"
 	"github.com/maniac-ai/mach/pkg/engine"
+	"github.com/maniac-ai/mach/pkg/expertstream"
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/hub"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/moe"
 	"github.com/maniac-ai/mach/pkg/registry"
 	"github.com/maniac-ai/mach/pkg/sample"
 )
@@ -29,8 +31,10 @@ const maxPromptBytes = 64 << 20
 type deps struct {
 	registry *registry.Registry
 	loaders  model.Loaders
-	getenv   func(string) string
-	stdin    io.Reader
+	// storeLoaders load the architectures that can stream their experts.
+	storeLoaders moe.StoreLoaders
+	getenv       func(string) string
+	stdin        io.Reader
 }
 
 type options struct {
@@ -51,6 +55,8 @@ type options struct {
 	Revision                    string
 	LocalOnly                   bool
 	Streaming                   bool
+	ExpertCacheBytes            int64
+	ExpertPolicy                expertstream.Policy
 }
 
 func readLimited(path string) ([]byte, error) {
@@ -107,9 +113,6 @@ func (o options) request() (*engine.Request, error) {
 }
 
 func run(ctx context.Context, d deps, o options, stdout, stderr io.Writer) error {
-	if o.Streaming {
-		return fault.NotImplemented("expert streaming (--streaming)")
-	}
 	dir, err := resolve(ctx, d, o, stderr)
 	if err != nil {
 		return err
@@ -138,9 +141,12 @@ func run(ctx context.Context, d deps, o options, stdout, stderr io.Writer) error
 	if terminal && !o.JSON {
 		fmt.Fprintf(stderr, "loading %s …\r", dir)
 	}
-	e, err := engine.Load(ctx, dir, engine.Options{
-		Loaders: d.loaders, Registry: d.registry, Threads: o.Threads, CacheType: cacheType,
-	})
+	eo := engine.Options{Loaders: d.loaders, Registry: d.registry, Threads: o.Threads, CacheType: cacheType}
+	if o.Streaming {
+		eo.Streaming = &expertstream.Options{CacheBytes: o.ExpertCacheBytes, Policy: o.ExpertPolicy}
+		eo.StoreLoaders = d.storeLoaders
+	}
+	e, err := engine.Load(ctx, dir, eo)
 	if terminal && !o.JSON {
 		fmt.Fprintf(stderr, "\r\033[K")
 	}
@@ -189,9 +195,24 @@ func run(ctx context.Context, d deps, o options, stdout, stderr io.Writer) error
 			fmt.Fprintf(stderr, "peak RSS:   %.2f GB (file-backed %.2f GB, anonymous %.2f GB)\n",
 				float64(peak.PeakRSS)/1e9, float64(peak.File)/1e9, float64(peak.Anon)/1e9)
 		}
+		if x := sum.Experts; x != nil {
+			t, dec := x.Total(), x.Decode
+			fmt.Fprintf(stderr, "experts:    streamed, %s cache of %.2f GB, direct I/O %s; hit rate %.1f%% (decoding %.1f%%), %.2f GB read, %.1f MB per decoded token, mean read %.2f ms, stall %.1f ms per decoded token\n",
+				t.Policy, float64(t.CacheBytes)/1e9, cliapp.YesNo(t.DirectIO), 100*t.HitRate(), 100*dec.HitRate(), float64(t.BytesRead)/1e9,
+				perToken(dec.BytesRead, sum.DecodeSteps)/1e6, ms(t.MeanReadLatency()), perToken(int64(dec.Stall), sum.DecodeSteps)/1e6)
+		}
 	}
 	return nil
 }
+
+func perToken(n int64, tokens int) float64 {
+	if tokens == 0 {
+		return 0
+	}
+	return float64(n) / float64(tokens)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 type timings struct {
 	LoadS             float64 `json:"load_s"`
@@ -199,6 +220,21 @@ type timings struct {
 	DecodeS           float64 `json:"decode_s"`
 	PrefillTokensPerS float64 `json:"prefill_tokens_per_s"`
 	DecodeTokensPerS  float64 `json:"decode_tokens_per_s"`
+	*expertTimings
+}
+
+// expertTimings are present with --streaming.
+type expertTimings struct {
+	HitRate           float64 `json:"expert_cache_hit_rate"`
+	BytesRead         int64   `json:"expert_bytes_read"`
+	DecodeHitRate     float64 `json:"expert_decode_hit_rate"`
+	BytesReadPerToken float64 `json:"expert_bytes_read_per_token"`
+	StallMSPerToken   float64 `json:"expert_stall_ms_per_token"`
+	ReadLatencyMS     float64 `json:"expert_read_latency_ms"`
+	CacheBytes        int64   `json:"expert_cache_bytes"`
+	DirectIO          bool    `json:"expert_direct_io"`
+	SpeculativeReads  int64   `json:"expert_speculative_reads"`
+	SpeculativeHits   int64   `json:"expert_speculative_hits"`
 }
 
 type result struct {
@@ -222,6 +258,7 @@ func jsonResult(s *engine.Summary, load time.Duration, peak int64, info model.In
 		Timings: timings{
 			LoadS: load.Seconds(), PrefillS: s.Prefill.Seconds(), DecodeS: s.Decode.Seconds(),
 			PrefillTokensPerS: s.PrefillTokensPerSecond(), DecodeTokensPerS: s.DecodeTokensPerSecond(),
+			expertTimings: expertJSON(s),
 		},
 		PeakRSSBytes: peak, ModelType: info.ModelType, Backend: info.Backend,
 	}
@@ -279,4 +316,18 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func expertJSON(s *engine.Summary) *expertTimings {
+	x := s.Experts
+	if x == nil {
+		return nil
+	}
+	t, dec := x.Total(), x.Decode
+	return &expertTimings{
+		HitRate: t.HitRate(), BytesRead: t.BytesRead, DecodeHitRate: dec.HitRate(),
+		BytesReadPerToken: perToken(dec.BytesRead, s.DecodeSteps), StallMSPerToken: perToken(int64(dec.Stall), s.DecodeSteps) / 1e6,
+		ReadLatencyMS: ms(t.MeanReadLatency()), CacheBytes: t.CacheBytes, DirectIO: t.DirectIO,
+		SpeculativeReads: t.SpecReads, SpeculativeHits: t.SpecHits,
+	}
 }

@@ -23,9 +23,11 @@ import (
 	"github.com/maniac-ai/mach/pkg/capability"
 	"github.com/maniac-ai/mach/pkg/chat"
 	"github.com/maniac-ai/mach/pkg/checkpoint"
+	"github.com/maniac-ai/mach/pkg/expertstream"
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
+	"github.com/maniac-ai/mach/pkg/moe"
 	"github.com/maniac-ai/mach/pkg/preflight"
 	"github.com/maniac-ai/mach/pkg/procmem"
 	"github.com/maniac-ai/mach/pkg/registry"
@@ -46,6 +48,13 @@ type Options struct {
 	CacheType kernels.DType
 	// PrefillChunk is the most prompt tokens per forward step (default 512).
 	PrefillChunk int
+	// Streaming, when set, serves the routed experts from the checkpoint's
+	// expert_sidecar/ through the expert-streaming store with these
+	// options (mach-generate and mach-serve --streaming) instead of
+	// binding them from the safetensors; StoreLoaders
+	// (archs.StoreLoaders()) must then have the architecture.
+	Streaming    *expertstream.Options
+	StoreLoaders moe.StoreLoaders
 }
 
 // Engine is a loaded checkpoint ready to generate.
@@ -63,6 +72,8 @@ type Engine struct {
 	ownBackend bool
 	eos        map[int32]bool
 	peak       procmem.Peak
+	// experts is the streaming store (nil when experts are resident).
+	experts *expertstream.Store
 }
 
 // Check decides whether this build can generate with the checkpoint in dir
@@ -118,9 +129,14 @@ func Load(ctx context.Context, dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	arch, _, err := Check(dir, cfg, opts.Registry, opts.Loaders)
+	arch, in, err := Check(dir, cfg, opts.Registry, opts.Loaders)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Streaming != nil {
+		if err := checkStreaming(dir, arch, in, opts); err != nil {
+			return nil, err
+		}
 	}
 	e := &Engine{Prompter: NewPrompter(dir), Dir: dir, Config: cfg, Arch: arch, opts: opts, backend: opts.Backend}
 	e.modelType = cfg.ModelType
@@ -132,7 +148,12 @@ func Load(ctx context.Context, dir string, opts Options) (*Engine, error) {
 		e.closeBackend()
 		return nil, err
 	}
-	if e.model, err = opts.Loaders[arch.ModelType](ctx, dir, cfg, e.backend); err != nil {
+	if opts.Streaming != nil {
+		err = e.loadStreaming(ctx, cfg, *opts.Streaming)
+	} else {
+		e.model, err = opts.Loaders[arch.ModelType](ctx, dir, cfg, e.backend)
+	}
+	if err != nil {
 		e.closeBackend()
 		return nil, err
 	}
@@ -229,6 +250,41 @@ type Summary struct {
 	// forward steps after the prefill.
 	Prefill, Decode time.Duration
 	DecodeSteps     int
+	// Experts, when the experts are streamed, holds the store's counters
+	// over this request (approximate when other requests run at the same
+	// time).
+	Experts *ExpertStats
+}
+
+// ExpertStats are the expert store's counters over the prefill and the
+// decoding of one request.
+type ExpertStats struct {
+	Prefill, Decode expertstream.Stats
+}
+
+// Total is the counters over the whole request.
+func (s *ExpertStats) Total() expertstream.Stats {
+	t := s.Decode
+	t.Steps += s.Prefill.Steps
+	t.Requests += s.Prefill.Requests
+	t.Hits += s.Prefill.Hits
+	t.Misses += s.Prefill.Misses
+	t.SpecHits += s.Prefill.SpecHits
+	t.Reads += s.Prefill.Reads
+	t.BytesRead += s.Prefill.BytesRead
+	t.SpecReads += s.Prefill.SpecReads
+	t.SpecBytes += s.Prefill.SpecBytes
+	t.SpecWasted += s.Prefill.SpecWasted
+	t.Evictions += s.Prefill.Evictions
+	t.Corruptions += s.Prefill.Corruptions
+	t.ReadTime += s.Prefill.ReadTime
+	t.ReadMax = max(t.ReadMax, s.Prefill.ReadMax)
+	for i := range t.ReadLatency {
+		t.ReadLatency[i] += s.Prefill.ReadLatency[i]
+	}
+	t.Stall += s.Prefill.Stall
+	t.Stalls += s.Prefill.Stalls
+	return t
 }
 
 // PrefillTokensPerSecond is the prompt throughput.
@@ -283,6 +339,10 @@ func (e *Engine) Generate(ctx context.Context, req *Request, yield func(Token) e
 		return out.Logits[0], nil
 	}
 
+	var st0 expertstream.Stats
+	if e.experts != nil {
+		st0 = e.experts.Stats()
+	}
 	t0 := time.Now()
 	var logits []float32
 	chunk := e.opts.PrefillChunk
@@ -300,6 +360,10 @@ func (e *Engine) Generate(ctx context.Context, req *Request, yield func(Token) e
 		}
 	}
 	sum.Prefill = time.Since(t0)
+	var st1 expertstream.Stats
+	if e.experts != nil {
+		st1 = e.experts.Stats()
+	}
 
 	out := NewOutput(OutputOptions{EOS: e.eos, Decoder: e.newDecoder(true), Stop: req.Stop, MaxTokens: req.MaxTokens})
 	t1 := time.Now()
@@ -323,6 +387,9 @@ func (e *Engine) Generate(ctx context.Context, req *Request, yield func(Token) e
 		sum.DecodeSteps++
 	}
 	sum.Decode = time.Since(t1)
+	if e.experts != nil {
+		sum.Experts = &ExpertStats{Prefill: st1.Sub(st0), Decode: e.experts.Stats().Sub(st1)}
+	}
 	rest := out.Finish()
 	sum.FinishReason, sum.Tokens, sum.Text = out.FinishReason(), out.Tokens(), out.Text()
 	return yield(Token{ID: -1, Text: rest, Final: sum})

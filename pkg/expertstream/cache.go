@@ -139,16 +139,13 @@ func (c *cache) alloc(x *entry, spec bool) int32 {
 	return s
 }
 
-// worthSpeculating: a guess may replace victim only if victim has not been
-// demanded in the last specAge steps (LRFU: its CRF is below a guess's).
+// worthSpeculating: a guess may replace the victim the policy chose unless
+// the victim is itself a guess (no churn between guesses) or was demanded
+// in this step. Otherwise the victim is what the next demand miss would
+// evict anyway, so a right guess only moves that eviction earlier and
+// turns the miss into a hit, and a wrong one costs one eviction.
 func (c *cache) worthSpeculating(victim *entry) bool {
-	if victim.spec {
-		return false // never churn one guess for another
-	}
-	if lf, ok := c.pol.(*lrfuPolicy); ok {
-		return victim.key <= lf.lambda*float64(c.now-specAge)
-	}
-	return c.now-victim.last >= specAge
+	return !victim.spec && victim.last < c.now
 }
 
 func (c *cache) evict(x *entry) {

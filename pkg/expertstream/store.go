@@ -205,7 +205,9 @@ func (s *Store) Prefetch(_ context.Context, layer int, experts []int) {
 		s.c.tick(layer)
 		s.pending = layer
 	}
-	loads, _, err := s.c.demand(layer, experts, false)
+	// Pinned until the guesses are placed, so speculation cannot evict
+	// what this layer is about to use.
+	loads, _, err := s.c.demand(layer, experts, true)
 	if err != nil {
 		return // Acquire reports it
 	}
@@ -215,6 +217,7 @@ func (s *Store) Prefetch(_ context.Context, layer int, experts []int) {
 	for _, x := range s.c.speculate(layer, experts) {
 		s.startLoad(x)
 	}
+	s.unpin(layer, experts)
 }
 
 // Acquire implements moe.Store: it returns the experts, waiting for reads

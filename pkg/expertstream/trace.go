@@ -135,11 +135,11 @@ func Simulate(t *Trace, o SimOptions) (SimResult, error) {
 		for _, x := range loads {
 			x.state = ready
 		}
-		for _, e := range a.Experts {
-			c.entries[a.Layer][e].pins--
-		}
 		for _, x := range c.speculate(a.Layer, a.Experts) {
 			x.state = ready
+		}
+		for _, e := range a.Experts {
+			c.entries[a.Layer][e].pins--
 		}
 	}
 	return SimResult{

@@ -56,9 +56,9 @@ func ThisBuild(reg *registry.Registry) Build {
 		Registry: reg,
 		Features: Features{
 			HTTPServer:        false,
-			ExpertStreaming:   false,
+			ExpertStreaming:   true, // pkg/expertstream, mach-generate --streaming
 			ResidentStacked:   false,
-			BF16Streaming:     false,
+			BF16Streaming:     true, // the same store streams f32/f16/bf16 sidecars
 			GGUFExperts2Bit:   false,
 			Specdec:           false,
 			TurboQuantKV:      false,
@@ -184,17 +184,34 @@ func (b Build) expertStreaming(arch registry.Arch, in *checkpoint.Inspection) ca
 		return r
 	}
 	if in == nil {
-		return capability.Okf("expert-sidecar streaming")
+		return capability.Okf("expert-sidecar streaming into a byte-budgeted cache (mach-generate --streaming)")
 	}
 	switch s := in.Sidecar; {
+	case s.Valid && !streamableQuant(s.Layout.Quant.Mode):
+		if in.Quant.IsGGUF2Bit() {
+			if r, blocked := b.needs(arch, b.Features.GGUFExperts2Bit, "2-bit GGUF expert kernels"); blocked {
+				return r
+			}
+			return capability.Okf("expert-sidecar streaming of %s experts", in.Quant.Mode)
+		}
+		return capability.Blockedf("streaming %s experts is not implemented in this build (f32, f16, bf16, MLX affine and mxfp4 are)", s.Layout.Quant.Mode)
 	case s.Valid:
-		return capability.Okf("expert-sidecar streaming")
+		return capability.Okf("expert-sidecar streaming of %s experts (mach-generate --streaming)", s.Layout.Quant)
 	case s.Present:
 		return capability.Of(capability.NeedsArtifact, "expert_sidecar/ is unusable (%v); re-run mach-export-sidecar", s.Err)
 	case in.Layout == checkpoint.Stacked && !arch.Stacked:
 		return capability.Of(capability.NeedsArtifact, "slice the stacked experts with mach-prune, then write expert_sidecar/ with mach-export-sidecar")
 	}
 	return capability.Of(capability.NeedsArtifact, "needs expert_sidecar/ (mach-export-sidecar)")
+}
+
+// streamableQuant: the expert store computes with sidecars of this mode.
+func streamableQuant(mode string) bool {
+	switch mode {
+	case "f32", "f16", "bf16", "affine", "mxfp4":
+		return true
+	}
+	return false
 }
 
 func (b Build) residentStacked(arch registry.Arch, in *checkpoint.Inspection) capability.Result {

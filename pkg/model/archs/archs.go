@@ -5,13 +5,32 @@
 package archs
 
 import (
+	"context"
+
+	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/qwen3moe"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
+	"github.com/maniac-ai/mach/pkg/moe"
 )
 
 // Loaders returns a loader for every implemented architecture.
 func Loaders() model.Loaders {
 	return model.Loaders{
 		qwen3moe.ModelType: qwen3moe.Loader,
+	}
+}
+
+// StoreLoaders returns, for every architecture that can take its routed
+// experts from an external store (expert streaming), a loader that does.
+func StoreLoaders() moe.StoreLoaders {
+	return moe.StoreLoaders{
+		qwen3moe.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
+			m, err := qwen3moe.Load(ctx, dir, cfg, b, qwen3moe.LoadOptions{Store: store})
+			if err != nil {
+				return nil, err
+			}
+			return m, nil
+		},
 	}
 }

@@ -22,3 +22,12 @@ func TestLoadersMatchRegistry(t *testing.T) {
 		require.True(t, ok, "loader for unregistered model_type %q", mt)
 	}
 }
+
+// Every architecture that can stream its experts can also be loaded.
+func TestStoreLoadersAreLoaders(t *testing.T) {
+	loaders := archs.Loaders()
+	for mt := range archs.StoreLoaders() {
+		_, ok := loaders[mt]
+		require.True(t, ok, "store loader for %q without a loader", mt)
+	}
+}
