@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"sync"
 
 	"github.com/maniac-ai/mach/kernels"
 )
@@ -143,14 +144,13 @@ func (b *Backend) GatedDeltaNet(dst, q, k, v, a, bt, state, newState kernels.Ten
 		return
 	}
 	j.aLog, j.dtBias = row(al, g.ALog, 0), row(db, g.DtBias, 0)
-	j.simd = b.simd && g.KDim%8 == 0 && g.VDim%8 == 0
+	j.simd = b.simd
 	j.scale = g.QScale()
 	j.inPlace = state.Buf == newState.Buf && state.Off == newState.Off && state.Stride == newState.Stride
 	j.group = g.VHeads / g.KHeads
 	j.dk, j.dv = g.KDim, g.VDim
 	j.chunk = g.Chunk
-	b.pool.run(g.VHeads, func(worker, h int) {
-		sc := &b.scratch[worker]
+	b.pool.run(g.VHeads, func(_, h int) {
 		// The head's state rows, copied to newState first unless in place.
 		srow := func(r int) []float32 { return row(j.ns, newState, h*j.dk+r) }
 		if !j.inPlace {
@@ -159,9 +159,9 @@ func (b *Backend) GatedDeltaNet(dst, q, k, v, a, bt, state, newState kernels.Ten
 			}
 		}
 		if j.chunk > 0 && j.t > 1 {
-			j.chunked(sc, h, srow)
+			j.chunked(h, srow)
 		} else {
-			j.recurrent(sc, h, srow)
+			j.recurrent(h, srow)
 		}
 	})
 }
@@ -187,62 +187,42 @@ func (j *deltaJob) loadQK(i, h int, qn, kn []float32) {
 	}
 }
 
-func (j *deltaJob) axpy(dst []float32, a float32, x []float32) {
-	if j.simd {
-		axpyF32(&dst[0], a, &x[0], len(dst))
-		return
-	}
-	for i, v := range x {
-		dst[i] += a * v
-	}
-}
-
-func (j *deltaJob) dot(a, b []float32) float32 {
-	if j.simd {
-		return dotF32(&a[0], &b[0], len(a))
-	}
-	var s float32
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
-}
-
 // recurrent runs the token-by-token recurrence for head h: per step two
 // passes over the state, the first reading Sᵀk̂ from the old state, the
-// second decaying and updating it and reading the output.
-func (j *deltaJob) recurrent(sc *scratch, h int, srow func(int) []float32) {
+// second decaying and updating it and reading the output. Sums run in f64;
+// the state is stored back in f32 after every step.
+func (j *deltaJob) recurrent(h int, srow func(int) []float32) {
 	dk, dv := j.dk, j.dv
-	buf := sc.floats(2*dk + dv)
-	qn, kn, kv := buf[:dk], buf[dk:2*dk], buf[2*dk:]
+	f := getF64(2 * dv)
+	defer putF64(f)
+	kv, o := (*f)[:dv], (*f)[dv:2*dv]
+	qn, kn := make([]float32, dk), make([]float32, dk)
 	for i := 0; i < j.t; i++ {
 		j.loadQK(i, h, qn, kn)
 		lg, beta := j.gates(i, h)
-		decay := float32(math.Exp(float64(lg)))
+		decay := math.Exp(float64(lg))
 		clear(kv)
 		for r := 0; r < dk; r++ {
-			j.axpy(kv, kn[r], srow(r))
+			axpy64f32(j.simd, kv, float64(kn[r]), srow(r))
 		}
 		vr := row(j.v, j.vt, i)[h*dv : (h+1)*dv]
 		for c := range kv {
-			kv[c] = (vr[c] - decay*kv[c]) * beta
+			kv[c] = (float64(vr[c]) - decay*kv[c]) * float64(beta)
 		}
-		o := row(j.dst, j.dt, i)[h*dv : (h+1)*dv]
 		clear(o)
 		for r := 0; r < dk; r++ {
-			s := srow(r)
-			for c := range s {
-				s[c] *= decay
-			}
-			j.axpy(s, kn[r], kv)
-			j.axpy(o, qn[r], s)
+			updateRow(j.simd, srow(r), kv, o, decay, float64(kn[r]), float64(qn[r]))
+		}
+		or := row(j.dst, j.dt, i)[h*dv : (h+1)*dv]
+		for c, v := range o {
+			or[c] = float32(v)
 		}
 	}
 }
 
 // chunked runs the chunked (WY) form for head h. Within a chunk of n steps
 // with cumulative log decays γ, start state S₀, normalized keys K and
-// queries Q:
+// queries Q (rows k_t, q_t):
 //
 //	u_t = β_t(v_t − e^{γ_t}·S₀ᵀk_t) − Σ_{s<t} β_t·e^{γ_t−γ_s}(k_t·k_s)·u_s
 //	o_t = e^{γ_t}·S₀ᵀq_t + Σ_{s≤t} e^{γ_t−γ_s}(q_t·k_s)·u_s
@@ -250,85 +230,191 @@ func (j *deltaJob) recurrent(sc *scratch, h int, srow func(int) []float32) {
 //
 // which is the recurrence unrolled (u_t is the delta it writes at step t).
 // Every factor e^{γ_t−γ_s} with s ≤ t is at most 1, so nothing overflows.
-func (j *deltaJob) chunked(sc *scratch, h int, srow func(int) []float32) {
+// The state reads and writes are three matrix products per chunk (register-
+// blocked on AVX2) instead of three passes over the state per token; only
+// the forward substitution for u stays sequential. Everything runs in f64,
+// the state across chunks included; it is stored back in f32 at the end.
+func (j *deltaJob) chunked(h int, srow func(int) []float32) {
 	dk, dv, cs := j.dk, j.dv, j.chunk
-	buf := sc.floats(2*cs*dk + 2*cs*dv + 2*cs*cs + 2*cs)
-	qm, buf := buf[:cs*dk], buf[cs*dk:]
-	km, buf := buf[:cs*dk], buf[cs*dk:]
-	um, buf := buf[:cs*dv], buf[cs*dv:] // S₀ᵀk_t, then u_t
-	qs, buf := buf[:cs*dv], buf[cs*dv:] // S₀ᵀq_t
-	kk, buf := buf[:cs*cs], buf[cs*cs:]
-	qk, buf := buf[:cs*cs], buf[cs*cs:]
+	f := getF64(dk*dv + 2*cs*dk + dk*cs + 2*cs*dv + 3*cs*cs + 2*cs)
+	defer putF64(f)
+	buf := *f
+	sd, buf := buf[:dk*dv], buf[dk*dv:]     // the state, f64
+	kq, buf := buf[:2*cs*dk], buf[2*cs*dk:] // rows k_t, then rows q_t
+	kt, buf := buf[:dk*cs], buf[dk*cs:]     // Kᵀ (dk × cs)
+	uo, buf := buf[:2*cs*dv], buf[2*cs*dv:] // S₀ᵀk_t → u_t, then S₀ᵀq_t → o_t
+	g2, buf := buf[:2*cs*cs], buf[2*cs*cs:] // k_t·k_s, then q_t·k_s
+	dec, buf := buf[:cs*cs], buf[cs*cs:]    // e^{γ_t−γ_s}, s ≤ t
 	gam, betas := buf[:cs], buf[cs:2*cs]
+	for r := 0; r < dk; r++ {
+		for c, v := range srow(r) {
+			sd[r*dv+c] = float64(v)
+		}
+	}
+	qn, kn := make([]float32, dk), make([]float32, dk)
 	for t0 := 0; t0 < j.t; t0 += cs {
 		n := min(cs, j.t-t0)
+		km, qm := kq[:n*dk], kq[n*dk:2*n*dk]
+		um, om := uo[:n*dv], uo[n*dv:2*n*dv]
+		kk, qk := g2[:n*cs], g2[n*cs:2*n*cs]
 		var cum float64
 		for i := 0; i < n; i++ {
-			j.loadQK(t0+i, h, qm[i*dk:(i+1)*dk], km[i*dk:(i+1)*dk])
+			j.loadQK(t0+i, h, qn, kn)
+			for c := range qn {
+				qm[i*dk+c], km[i*dk+c] = float64(qn[c]), float64(kn[c])
+				kt[c*cs+i] = float64(kn[c])
+			}
 			lg, beta := j.gates(t0+i, h)
 			cum += float64(lg)
-			gam[i], betas[i] = float32(cum), beta
-		}
-		// S₀ᵀk_t and S₀ᵀq_t, row by row of S₀ so each row is read once.
-		clear(um[:n*dv])
-		clear(qs[:n*dv])
-		for r := 0; r < dk; r++ {
-			s := srow(r)
-			for i := 0; i < n; i++ {
-				j.axpy(um[i*dv:(i+1)*dv], km[i*dk+r], s)
-				j.axpy(qs[i*dv:(i+1)*dv], qm[i*dk+r], s)
-			}
+			gam[i], betas[i] = cum, float64(beta)
 		}
 		for i := 0; i < n; i++ {
-			ki, qi := km[i*dk:(i+1)*dk], qm[i*dk:(i+1)*dk]
-			for s := 0; s < i; s++ {
-				kk[i*cs+s] = j.dot(ki, km[s*dk:(s+1)*dk])
-			}
 			for s := 0; s <= i; s++ {
-				qk[i*cs+s] = j.dot(qi, km[s*dk:(s+1)*dk])
+				dec[i*cs+s] = math.Exp(gam[i] - gam[s])
 			}
 		}
+		// [K; Q]·S₀ and [K; Q]·Kᵀ.
+		clear(uo[:2*n*dv])
+		gemm64(j.simd, uo, dv, kq, dk, sd, dv, 2*n, dv, dk)
+		clear(g2[:2*n*cs])
+		gemm64(j.simd, g2, cs, kq, dk, kt, cs, 2*n, n, dk)
 		// u_t by forward substitution, in place of S₀ᵀk_t.
 		for i := 0; i < n; i++ {
 			u := um[i*dv : (i+1)*dv]
 			vr := row(j.v, j.vt, t0+i)[h*dv : (h+1)*dv]
-			e := float32(math.Exp(float64(gam[i])))
+			e := math.Exp(gam[i])
 			for c := range u {
-				u[c] = betas[i] * (vr[c] - e*u[c])
+				u[c] = betas[i] * (float64(vr[c]) - e*u[c])
 			}
 			for s := 0; s < i; s++ {
-				f := betas[i] * float32(math.Exp(float64(gam[i]-gam[s]))) * kk[i*cs+s]
-				j.axpy(u, -f, um[s*dv:(s+1)*dv])
+				axpy64(j.simd, u, -betas[i]*dec[i*cs+s]*kk[i*cs+s], um[s*dv:(s+1)*dv])
 			}
 		}
-		// Outputs.
+		// o_t = e^{γ_t}·S₀ᵀq_t + P·U with P the decayed, causal q_t·k_s.
 		for i := 0; i < n; i++ {
-			o := row(j.dst, j.dt, t0+i)[h*dv : (h+1)*dv]
-			e := float32(math.Exp(float64(gam[i])))
-			q := qs[i*dv : (i+1)*dv]
+			p := qk[i*cs : i*cs+n]
+			for s := range p {
+				if s <= i {
+					p[s] *= dec[i*cs+s]
+				} else {
+					p[s] = 0
+				}
+			}
+			e := math.Exp(gam[i])
+			o := om[i*dv : (i+1)*dv]
 			for c := range o {
-				o[c] = e * q[c]
-			}
-			for s := 0; s <= i; s++ {
-				j.axpy(o, float32(math.Exp(float64(gam[i]-gam[s])))*qk[i*cs+s], um[s*dv:(s+1)*dv])
+				o[c] *= e
 			}
 		}
-		// The state at the end of the chunk; kk's first row is free to
-		// hold the per-step key weights e^{γ_n−γ_s}.
+		gemm64(j.simd, om, dv, qk, cs, um, dv, n, dv, n)
+		for i := 0; i < n; i++ {
+			or := row(j.dst, j.dt, t0+i)[h*dv : (h+1)*dv]
+			for c, v := range om[i*dv : (i+1)*dv] {
+				or[c] = float32(v)
+			}
+		}
+		// S = e^{γ_n}·S₀ + (Kᵀ scaled by e^{γ_n−γ_s})·U.
 		last := gam[n-1]
-		w := kk[:n]
 		for s := 0; s < n; s++ {
-			w[s] = float32(math.Exp(float64(last - gam[s])))
-		}
-		el := float32(math.Exp(float64(last)))
-		for r := 0; r < dk; r++ {
-			st := srow(r)
-			for c := range st {
-				st[c] *= el
-			}
-			for s := 0; s < n; s++ {
-				j.axpy(st, w[s]*km[s*dk+r], um[s*dv:(s+1)*dv])
+			w := math.Exp(last - gam[s])
+			for r := 0; r < dk; r++ {
+				kt[r*cs+s] *= w
 			}
 		}
+		el := math.Exp(last)
+		for i := range sd {
+			sd[i] *= el
+		}
+		gemm64(j.simd, sd, dv, kt, cs, um, dv, dk, dv, n)
+	}
+	for r := 0; r < dk; r++ {
+		st := srow(r)
+		for c := range st {
+			st[c] = float32(sd[r*dv+c])
+		}
+	}
+}
+
+// gemm64 adds A·B to C, with A m×k, B k×n and C m×n (row strides lda,
+// ldb, ldc): 4×8 register blocks in assembly, the edges in Go.
+func gemm64(simd bool, c []float64, ldc int, a []float64, lda int, b []float64, ldb int, m, n, k int) {
+	mb, nb := 0, 0
+	if simd && k > 0 {
+		mb, nb = m&^3, n&^7
+		for j := 0; j < nb; j += 8 {
+			for i := 0; i < mb; i += 4 {
+				gemm4x8asm(&c[i*ldc+j], ldc, &a[i*lda], lda, &b[j], ldb, k)
+			}
+		}
+	}
+	plain := func(i0, i1, j0, j1 int) {
+		if j0 >= j1 {
+			return
+		}
+		for i := i0; i < i1; i++ {
+			cr := c[i*ldc+j0 : i*ldc+j1]
+			for p := 0; p < k; p++ {
+				x := a[i*lda+p]
+				br := b[p*ldb+j0 : p*ldb+j1]
+				for j, v := range br {
+					cr[j] += x * v
+				}
+			}
+		}
+	}
+	plain(mb, m, 0, n)
+	plain(0, mb, nb, n)
+}
+
+// f64 scratch, shared by the workers.
+var f64Pool = sync.Pool{New: func() any { return new([]float64) }}
+
+func getF64(n int) *[]float64 {
+	p := f64Pool.Get().(*[]float64)
+	if cap(*p) < n {
+		*p = make([]float64, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+func putF64(p *[]float64) { f64Pool.Put(p) }
+
+// axpy64 adds a·x to dst.
+func axpy64(simd bool, dst []float64, a float64, x []float64) {
+	x = x[:len(dst)]
+	if m := len(dst) &^ 3; simd && m > 0 {
+		axpy64asm(&dst[0], a, &x[0], m)
+		dst, x = dst[m:], x[m:]
+	}
+	for i, v := range x {
+		dst[i] += a * v
+	}
+}
+
+// axpy64f32 adds a·x (f32 values) to dst.
+func axpy64f32(simd bool, dst []float64, a float64, x []float32) {
+	x = x[:len(dst)]
+	if m := len(dst) &^ 3; simd && m > 0 {
+		axpy64f32asm(&dst[0], a, &x[0], m)
+		dst, x = dst[m:], x[m:]
+	}
+	for i, v := range x {
+		dst[i] += a * float64(v)
+	}
+}
+
+// updateRow stores s ← decay·s + k·delta (rounded to f32) and adds q times
+// the unrounded new row to o.
+func updateRow(simd bool, s []float32, delta, o []float64, decay, k, q float64) {
+	delta, o = delta[:len(s)], o[:len(s)]
+	if m := len(s) &^ 3; simd && m > 0 {
+		updateRowAsm(&s[0], &delta[0], &o[0], decay, k, q, m)
+		s, delta, o = s[m:], delta[m:], o[m:]
+	}
+	for c, v := range s {
+		n := decay*float64(v) + k*delta[c]
+		s[c] = float32(n)
+		o[c] += q * n
 	}
 }

@@ -1,0 +1,162 @@
+//go:build amd64 && !noasm
+
+// AVX2/FMA f64 helpers of the gated delta rule (gdn.go). Lengths are
+// multiples of 4; the Go wrappers finish any tail.
+
+#include "textflag.h"
+
+// func axpy64f32asm(dst *float64, a float64, x *float32, n int)
+TEXT ·axpy64f32asm(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	VBROADCASTSD a+8(FP), Y0
+	MOVQ x+16(FP), SI
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	JZ   tail
+loop:
+	VCVTPS2PD (SI), Y1
+	VCVTPS2PD 16(SI), Y2
+	VFMADD213PD (DI), Y0, Y1
+	VFMADD213PD 32(DI), Y0, Y2
+	VMOVUPD Y1, (DI)
+	VMOVUPD Y2, 32(DI)
+	ADDQ $64, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ  loop
+tail:
+	MOVQ n+24(FP), CX
+	ANDQ $4, CX
+	JZ   done
+	VCVTPS2PD (SI), Y1
+	VFMADD213PD (DI), Y0, Y1
+	VMOVUPD Y1, (DI)
+done:
+	VZEROUPPER
+	RET
+
+// func axpy64asm(dst *float64, a float64, x *float64, n int)
+TEXT ·axpy64asm(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	VBROADCASTSD a+8(FP), Y0
+	MOVQ x+16(FP), SI
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	JZ   tail
+loop:
+	VMOVUPD (SI), Y1
+	VMOVUPD 32(SI), Y2
+	VFMADD213PD (DI), Y0, Y1
+	VFMADD213PD 32(DI), Y0, Y2
+	VMOVUPD Y1, (DI)
+	VMOVUPD Y2, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	DECQ CX
+	JNZ  loop
+tail:
+	MOVQ n+24(FP), CX
+	ANDQ $4, CX
+	JZ   done
+	VMOVUPD (SI), Y1
+	VFMADD213PD (DI), Y0, Y1
+	VMOVUPD Y1, (DI)
+done:
+	VZEROUPPER
+	RET
+
+// func updateRowAsm(s *float32, delta, o *float64, decay, k, q float64, n int)
+TEXT ·updateRowAsm(SB), NOSPLIT, $0-56
+	MOVQ s+0(FP), SI
+	MOVQ delta+8(FP), DX
+	MOVQ o+16(FP), DI
+	VBROADCASTSD decay+24(FP), Y0
+	VBROADCASTSD k+32(FP), Y1
+	VBROADCASTSD q+40(FP), Y2
+	MOVQ n+48(FP), CX
+	SHRQ $2, CX
+	JZ   done
+loop:
+	VCVTPS2PD (SI), Y3
+	VMULPD Y0, Y3, Y3
+	VFMADD231PD (DX), Y1, Y3
+	VCVTPD2PSY Y3, X4
+	VMOVUPS X4, (SI)
+	VMOVUPD (DI), Y5
+	VFMADD231PD Y3, Y2, Y5
+	VMOVUPD Y5, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  loop
+done:
+	VZEROUPPER
+	RET
+
+// func gemm4x8asm(c *float64, ldc int, a *float64, lda int, b *float64, ldb int, k int)
+TEXT ·gemm4x8asm(SB), NOSPLIT, $0-56
+	MOVQ c+0(FP), DI
+	MOVQ ldc+8(FP), R12
+	SHLQ $3, R12
+	MOVQ a+16(FP), R8
+	MOVQ lda+24(FP), AX
+	SHLQ $3, AX
+	LEAQ (R8)(AX*1), R9
+	LEAQ (R9)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	MOVQ b+32(FP), SI
+	MOVQ ldb+40(FP), BX
+	SHLQ $3, BX
+	MOVQ k+48(FP), CX
+	MOVQ DI, DX
+	VMOVUPD (DX), Y0
+	VMOVUPD 32(DX), Y1
+	ADDQ R12, DX
+	VMOVUPD (DX), Y2
+	VMOVUPD 32(DX), Y3
+	ADDQ R12, DX
+	VMOVUPD (DX), Y4
+	VMOVUPD 32(DX), Y5
+	ADDQ R12, DX
+	VMOVUPD (DX), Y6
+	VMOVUPD 32(DX), Y7
+	TESTQ CX, CX
+	JZ   store
+loop:
+	VMOVUPD (SI), Y8
+	VMOVUPD 32(SI), Y9
+	VBROADCASTSD (R8), Y10
+	VFMADD231PD Y8, Y10, Y0
+	VFMADD231PD Y9, Y10, Y1
+	VBROADCASTSD (R9), Y11
+	VFMADD231PD Y8, Y11, Y2
+	VFMADD231PD Y9, Y11, Y3
+	VBROADCASTSD (R10), Y12
+	VFMADD231PD Y8, Y12, Y4
+	VFMADD231PD Y9, Y12, Y5
+	VBROADCASTSD (R11), Y13
+	VFMADD231PD Y8, Y13, Y6
+	VFMADD231PD Y9, Y13, Y7
+	ADDQ $8, R8
+	ADDQ $8, R9
+	ADDQ $8, R10
+	ADDQ $8, R11
+	ADDQ BX, SI
+	DECQ CX
+	JNZ  loop
+store:
+	MOVQ DI, DX
+	VMOVUPD Y0, (DX)
+	VMOVUPD Y1, 32(DX)
+	ADDQ R12, DX
+	VMOVUPD Y2, (DX)
+	VMOVUPD Y3, 32(DX)
+	ADDQ R12, DX
+	VMOVUPD Y4, (DX)
+	VMOVUPD Y5, 32(DX)
+	ADDQ R12, DX
+	VMOVUPD Y6, (DX)
+	VMOVUPD Y7, 32(DX)
+	VZEROUPPER
+	RET
