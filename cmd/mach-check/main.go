@@ -67,6 +67,14 @@ mach-serve command. Statuses are what THIS build can do: a path it does not
 implement is blocked. The verdict is "supported" only when the architecture
 is registered and this build can serve it (openai_http ok).
 
+EXPERT SIDECAR: expert_sidecar/layout.json is checked against config.json
+(model_type, MoE layers, expert count) and, for a local checkpoint, every
+declared layer_XX.bin must exist with its declared size. --verify also reads
+the layer files and checks every expert's CRC-32C (and a recorded sha256):
+the report then says sidecar=yes (checksums verified), or invalid with the
+first layer and expert that does not match, and the exit status is 4 unless
+the sidecar checks out (progress on a terminal).
+
 DRAFT DIRECTORY (specdec): --draft-dir, else the first of MODEL/draft,
 MODEL/dflash_draft, MODEL/eagle3_draft and MODEL-draft that exists. It is
 usable when it holds a config.json with a model_type and valid safetensors.
@@ -108,10 +116,12 @@ EXAMPLES:
    mach check --all-archs
    mach check MODEL --draft-dir ./draft --context-length 16384 --expert-cache-gb 4
    mach check MODEL --local-only
+   mach check ./qwen3_6_35b_a3b_engine_k256 --verify
 
 Exit status 0 means supported, 1 not supported (also an unknown model_type),
 2 a usage error, 4 a missing or malformed file (config.json, safetensors,
-tensors that disagree with config.json), 5 a hub failure.`
+tensors that disagree with config.json; with --verify, an expert sidecar that
+is missing or does not match its checksums), 5 a hub failure.`
 
 func newApp(d deps) *cli.App {
 	app := cliapp.NewApp("mach-check", "preflight a checkpoint: support, serving paths, artifacts, memory", description)
@@ -123,6 +133,7 @@ func newApp(d deps) *cli.App {
 		&cli.IntFlag{Name: "context-length", Usage: "context length for the KV-byte estimate (default min(max_position_embeddings, 8192))"},
 		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "streaming expert-cache budget (GB) used for the memory verdict"},
 		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; MODEL must be a local directory or a cached repo id"},
+		&cli.BoolFlag{Name: "verify", Usage: "also read expert_sidecar/'s layer files and check every expert's checksum"},
 		&cli.StringFlag{Name: "revision", Value: "main", Usage: "Hugging Face revision (ignored for local paths)"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "engine cache root for config-only fetches (default ~/.cache/mach, or $MACH_CACHE_DIR)"},
 	)
@@ -133,6 +144,7 @@ func newApp(d deps) *cli.App {
 			DraftDir:      c.String("draft-dir"),
 			ContextLength: c.Int("context-length"),
 			LocalOnly:     c.Bool("local-only"),
+			Verify:        c.Bool("verify"),
 			Revision:      c.String("revision"),
 			CacheDir:      c.String("cache-dir"),
 		}

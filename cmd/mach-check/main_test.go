@@ -21,6 +21,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/prune"
 	"github.com/maniac-ai/mach/pkg/pruneplan"
 	"github.com/maniac-ai/mach/pkg/sidecar"
+	"github.com/maniac-ai/mach/pkg/sidecar/export"
 	"github.com/stretchr/testify/require"
 )
 
@@ -375,4 +376,49 @@ func TestPrunedCheckpoint(t *testing.T) {
 		}
 		require.Equal(t, map[string]any{"routed": 6.0, "per_layer": perLayer, "top_k": 2.0}, r["experts"])
 	}
+}
+
+// --verify reads the sidecar's layer files and checks every expert's
+// checksum: a good sidecar says so, a corrupted one is invalid with the
+// expert named and exit status 4, and a checkpoint without one is an
+// error.
+func TestVerifySidecar(t *testing.T) {
+	src, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", "qwen3_moe_perexpert"))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
+	}
+	_, stderr, code := runApp(t, testDeps(), dir, "--verify")
+	require.Equal(t, cliapp.ExitIO, code, stderr)
+	require.Contains(t, stderr, "no expert_sidecar/layout.json to verify")
+
+	_, err = export.Run(context.Background(), export.Options{Checkpoint: dir})
+	require.NoError(t, err)
+	out, stderr, code := runApp(t, testDeps(), dir, "--verify")
+	require.Equal(t, cliapp.ExitNo, code, "verified, but not servable without mach-serve: %s", stderr)
+	require.Contains(t, out, "layout:     engine")
+	require.Contains(t, out, "sidecar=yes (checksums verified)")
+	require.Contains(t, out, "expert_streaming     ok")
+	out, _, _ = runApp(t, testDeps(), dir)
+	require.Contains(t, out, "artifacts:  sidecar=yes,", "without --verify only sizes are checked")
+
+	p := filepath.Join(dir, sidecar.DirName, "layer_02.bin")
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	l, err := sidecar.ReadFile(filepath.Join(dir, sidecar.DirName, sidecar.LayoutName))
+	require.NoError(t, err)
+	data[3*l.ExpertStride+10] ^= 4
+	require.NoError(t, os.WriteFile(p, data, 0o644))
+	out, stderr, code = runApp(t, testDeps(), dir, "--verify")
+	require.Equal(t, cliapp.ExitIO, code, stderr)
+	require.Contains(t, out, "sidecar=invalid")
+	require.Contains(t, out, "layout:     per_expert")
+	require.Contains(t, out, "expert_streaming     needs_artifact")
+	require.Contains(t, stderr, "layer 2 expert 3")
+	require.Contains(t, stderr, "re-run mach-export-sidecar")
+	_, _, code = runApp(t, testDeps(), dir)
+	require.Equal(t, cliapp.ExitNo, code, "sizes still match, so without --verify the sidecar passes")
 }

@@ -29,6 +29,8 @@ func writeReport(w io.Writer, r preflight.Report) error {
 	switch s := in.Sidecar; {
 	case s.Valid && !s.Verified:
 		sidecar = "yes (layout.json only; layer files not checked)"
+	case s.Valid && s.Checksummed:
+		sidecar = "yes (checksums verified)"
 	case s.Valid:
 		sidecar = "yes"
 	case s.Present:

@@ -26,6 +26,7 @@ type options struct {
 	ContextLength    int
 	ExpertCacheBytes int64
 	LocalOnly        bool
+	Verify           bool
 	Revision         string
 	CacheDir         string
 }
@@ -71,6 +72,18 @@ func run(ctx context.Context, d deps, opts options, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if opts.Verify {
+		// --verify fails on a sidecar that does not check out, whatever
+		// the verdict: the report above says why.
+		switch s := in.Sidecar; {
+		case !s.Present:
+			return fault.Mark(fmt.Errorf("--verify: %s has no expert_sidecar/layout.json to verify", opts.Model), fault.ErrIO)
+		case in.Remote:
+			return fault.Mark(fmt.Errorf("--verify: the layer files of a remote checkpoint are not downloaded; verify a local copy"), fault.ErrUsage)
+		case !s.Checksummed:
+			return fault.Mark(fmt.Errorf("--verify: expert sidecar failed: %w", s.Err), fault.ErrIO)
+		}
+	}
 	if !rep.Supported {
 		return fault.Mark(errors.New(rep.Verdict), fault.ErrUnsupported)
 	}
@@ -99,7 +112,20 @@ func resolve(ctx context.Context, d deps, opts options, stderr io.Writer) (*chec
 		return nil, err
 	}
 	if !m.ConfigOnly {
-		return checkpoint.Inspect(m.Dir, cfg, checkpoint.Options{DraftDir: opts.DraftDir})
+		in, err := checkpoint.Inspect(m.Dir, cfg, checkpoint.Options{DraftDir: opts.DraftDir})
+		if err != nil || !opts.Verify {
+			return in, err
+		}
+		var track sidecar.Progress
+		if progress != nil {
+			track = func(done, total int64) {
+				fmt.Fprintf(progress, "\rverifying expert_sidecar/: %.2f/%.2f GB\033[K", float64(done)/1e9, float64(total)/1e9)
+				if done == total {
+					fmt.Fprint(progress, "\r\033[K")
+				}
+			}
+		}
+		return in, in.VerifySidecarChecksums(ctx, track)
 	}
 	var layout *sidecar.Layout
 	var layoutErr error

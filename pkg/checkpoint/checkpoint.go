@@ -116,7 +116,10 @@ type SidecarProbe struct {
 	// Verified: the layer files were checked on disk (false for a remote
 	// checkpoint, whose layer files are never fetched).
 	Verified bool
-	Layout   *sidecar.Layout
+	// Checksummed: every expert's checksum was verified too
+	// (Options.VerifyChecksums).
+	Checksummed bool
+	Layout      *sidecar.Layout
 	// Err says why a present sidecar is not valid.
 	Err error
 }

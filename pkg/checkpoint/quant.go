@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -269,6 +270,30 @@ func (in *Inspection) probeSidecar(dir string, verify bool) {
 		}
 	}
 	in.Sidecar.Valid = true
+}
+
+// VerifySidecarChecksums reads the layer files of a valid local sidecar
+// and checks every expert's checksum (mach check --verify). A mismatch, or
+// a layout without checksums, makes the sidecar invalid as if the probe
+// had found it so; only cancellation is returned as an error.
+func (in *Inspection) VerifySidecarChecksums(ctx context.Context, progress sidecar.Progress) error {
+	if !in.Sidecar.Valid || !in.Sidecar.Verified || in.Remote {
+		return nil
+	}
+	err := in.Sidecar.Layout.VerifyChecksums(ctx, filepath.Join(in.Dir, sidecar.DirName), progress)
+	switch {
+	case err == nil:
+		in.Sidecar.Checksummed = true
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	in.Sidecar.Valid, in.Sidecar.Err = false, err
+	in.warn("%v", err)
+	if in.Layout == Engine {
+		in.Layout = PerExpert // engine = per-expert tensors + a valid sidecar
+	}
+	return nil
 }
 
 // checkSidecarAgainstConfig checks that a layout covers exactly the
