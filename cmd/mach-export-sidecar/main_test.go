@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/sidecar"
+	"github.com/stretchr/testify/require"
+)
+
+func runApp(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	app := newApp()
+	var out, errb bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errb
+	code := cliapp.Run(context.Background(), app, cliapp.Interspersed(app, append([]string{"mach-export-sidecar"}, args...)), &errb)
+	return out.String(), errb.String(), code
+}
+
+func fixture(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", name))
+	require.NoError(t, err)
+	return p
+}
+
+// The seed's flags: --checkpoint, --output, --num-experts, --bits.
+func TestExport(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sc")
+	stdout, stderr, code := runApp(t, "--checkpoint", fixture(t, "qwen3_moe_bf16"), "--output", out, "--num-experts", "8", "--bits", "4", "--json")
+	require.Equal(t, 0, code, stderr)
+	var res map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout), &res))
+	require.Equal(t, out, res["output"])
+	require.Equal(t, true, res["quantized"])
+	require.Equal(t, map[string]any{"mode": "affine", "bits": 4.0, "group_size": 64.0}, res["quant"])
+	require.Equal(t, 2.0, res["layers"])
+	for _, k := range []string{"model_type", "num_experts", "expert_stride", "bytes", "seconds"} {
+		require.Contains(t, res, k)
+	}
+	l, err := sidecar.Load(out)
+	require.NoError(t, err)
+	require.NoError(t, l.VerifyChecksums(context.Background(), out, nil))
+
+	stdout, stderr, code = runApp(t, "--checkpoint", fixture(t, "qwen3_moe_mlx4"), "--output", out)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "2 layers × 8 experts, affine (4-bit, group 64) experts (copied unchanged)")
+}
+
+func TestExportErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{}, cliapp.ExitUsage, "missing --checkpoint"},
+		{[]string{"--checkpoint", "/no/such/dir"}, cliapp.ExitUsage, "not a directory"},
+		{[]string{"--checkpoint", "x", "extra"}, cliapp.ExitUsage, "unexpected argument"},
+		{[]string{"--checkpoint", "x", "--bits", "-1"}, cliapp.ExitUsage, "--bits"},
+		{[]string{"--checkpoint", "x", "--group-size", "32"}, cliapp.ExitUsage, "--group-size applies to --bits"},
+		{[]string{"--checkpoint", "NUM", "--num-experts", "16"}, cliapp.ExitUsage, "--num-experts 16 disagrees with the checkpoint"},
+		{[]string{"--checkpoint", "MLX", "--bits", "8"}, cliapp.ExitUsage, "never requantizes"},
+	}
+	for _, tt := range tests {
+		args := append([]string(nil), tt.args...)
+		for i, a := range args {
+			switch a {
+			case "NUM":
+				args[i] = fixture(t, "qwen3_moe")
+			case "MLX":
+				args[i] = fixture(t, "qwen3_moe_mlx4")
+			}
+		}
+		out := t.TempDir()
+		_, stderr, code := runApp(t, append(args, "--output", out)...)
+		require.Equal(t, tt.code, code, "%v: %s", tt.args, stderr)
+		require.Contains(t, stderr, tt.msg, "%v", tt.args)
+		ents, _ := os.ReadDir(out)
+		require.Empty(t, ents)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	stdout, _, code := runApp(t, "--help")
+	require.Equal(t, 0, code)
+	for _, s := range []string{"--checkpoint", "--output", "--num-experts", "--bits", "--group-size", "layout.json", "CRC-32C", "EXAMPLES", "mach check CHECKPOINT --verify"} {
+		require.True(t, strings.Contains(stdout, s), "help lacks %q", s)
+	}
+}
