@@ -39,6 +39,10 @@ func Default() *Registry {
 			ModelModule:  modulePrefix + "gemma4",
 			KVCache:      KVRotating,
 			Specdec:      SpecdecNone,
+			// pkg/model/gemma4: parity with transformers on the gemma4,
+			// gemma4_mlx4 and gemma4_ple fixtures, and batched steps over
+			// per-sequence rotating caches bit-identical to single ones.
+			Support: Support{Forward: true, Batching: true},
 		},
 		Arch{
 			ModelType:        "gpt_oss",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/gemma4"
 	"github.com/maniac-ai/mach/pkg/model/qwen3moe"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/moe"
@@ -18,6 +19,7 @@ import (
 func Loaders() model.Loaders {
 	return model.Loaders{
 		qwen3moe.ModelType: qwen3moe.Loader,
+		gemma4.ModelType:   gemma4.Loader,
 	}
 }
 
@@ -25,6 +27,13 @@ func Loaders() model.Loaders {
 // experts from an external store (expert streaming), a loader that does.
 func StoreLoaders() moe.StoreLoaders {
 	return moe.StoreLoaders{
+		gemma4.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
+			m, err := gemma4.Load(ctx, dir, cfg, b, gemma4.LoadOptions{Store: store})
+			if err != nil {
+				return nil, err
+			}
+			return m, nil
+		},
 		qwen3moe.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
 			m, err := qwen3moe.Load(ctx, dir, cfg, b, qwen3moe.LoadOptions{Store: store})
 			if err != nil {

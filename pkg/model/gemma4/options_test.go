@@ -132,7 +132,9 @@ func TestParseOptionsRefusals(t *testing.T) {
 			x["rope_parameters"].(map[string]any)["full_attention"] = map[string]any{"rope_type": "yarn", "rope_theta": 1e6, "factor": 8}
 		}, `rope_type "yarn"`},
 		{"no window", func(x map[string]any) { x["sliding_window"] = 0 }, "sliding_window is 0"},
-		{"override", func(x map[string]any) { x["per_layer_config"] = map[string]any{"2": map[string]any{"intermediate_size": 9}} }, `overrides "intermediate_size"`},
+		{"override", func(x map[string]any) {
+			x["per_layer_config"] = map[string]any{"2": map[string]any{"intermediate_size": 9}}
+		}, `overrides "intermediate_size"`},
 		{"override index", func(x map[string]any) { x["per_layer_config"] = map[string]any{"30": map[string]any{"head_dim": 9}} }, `key "30"`},
 		{"heads", func(x map[string]any) { x["num_global_key_value_heads"] = 3 }, "not a multiple of 3"},
 		{"topk", func(x map[string]any) { x["top_k_experts"] = 129 }, "top_k_experts 129"},
