@@ -44,7 +44,8 @@ The plan must match the model: num_experts equal to the source's, a list
 for every MoE layer and no other, at least num_experts_per_tok experts per
 layer, and for DeepSeek hash layers every expert their table routes to.
 
-WRITING: the source is memory-mapped and copied tensor by tensor; the output
+WRITING: the source is streamed tensor by tensor (memory does not grow with
+the model); the output
 is built in a temporary directory beside --output (shards of at most
 --max-shard-size, model.safetensors.index.json last), fsynced and renamed
 into place, so an interrupted run leaves no partial checkpoint. --output

@@ -194,7 +194,7 @@ func (j *job) sourceExperts() int {
 // readMetadata keeps the source's safetensors "format" (transformers
 // refuses files without one).
 func (j *job) readMetadata() error {
-	h, err := safetensors.ReadFileHeader(j.set.Files[0])
+	h, err := safetensors.ReadFileHeader(j.hs.Files[0])
 	if err != nil {
 		return err
 	}
@@ -266,7 +266,7 @@ func (j *job) summarize() {
 	if s.CopiedFiles == nil {
 		s.CopiedFiles = []string{}
 	}
-	s.BytesBefore = j.set.TotalBytes()
+	s.BytesBefore = j.hs.TotalBytes()
 	s.ExpertBytesBefore = j.in.Experts.Bytes
 	for _, t := range j.tensors {
 		s.BytesAfter += t.size

@@ -9,7 +9,8 @@
 // other tensor is carried over unchanged, and tokenizer and chat files are
 // copied.
 //
-// The source is memory-mapped and written tensor by tensor, so memory stays
+// The source is streamed tensor by tensor with pread through 4 MiB buffers
+// (one expert slab at a time where rows are regathered), so memory stays
 // small whatever the model's size. The output is built in a temporary
 // directory next to it, every file fsynced, and renamed into place at the
 // end: an interrupted run leaves nothing that looks like a checkpoint.
@@ -136,7 +137,8 @@ type job struct {
 	opts  Options
 	cfg   *modelconfig.Config
 	in    *checkpoint.Inspection
-	set   *safetensors.Set
+	hs    *safetensors.Headers
+	files map[string]*os.File
 	model string
 	// keep[layer] lists the kept source experts of each main MoE layer, in
 	// new-id order; mtp[layer] is the expert count of each MTP layer.
@@ -149,6 +151,14 @@ type job struct {
 	copies    []string
 	meta      map[string]string
 	sum       Summary
+	// Buffers of the single writing goroutine.
+	buf, slab []byte
+}
+
+func (j *job) close() {
+	for _, f := range j.files {
+		_ = f.Close()
+	}
 }
 
 // Run prunes (or converts) the checkpoint and returns the summary.
@@ -158,7 +168,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer j.set.Close()
+	defer j.close()
 	if !opts.DryRun {
 		if err := j.write(ctx); err != nil {
 			return nil, err
@@ -211,11 +221,20 @@ func prepare(opts Options) (*job, error) {
 	if err := j.decideKeep(); err != nil {
 		return nil, err
 	}
-	if j.set, err = safetensors.OpenSet(opts.Source); err != nil {
+	if j.hs, err = safetensors.ReadHeaders(opts.Source); err != nil {
 		return nil, err
 	}
+	j.files = map[string]*os.File{}
+	for _, p := range j.hs.Files {
+		f, err := os.Open(p)
+		if err != nil {
+			j.close()
+			return nil, fault.Mark(err, fault.ErrIO)
+		}
+		j.files[p] = f
+	}
 	if err := j.plan(); err != nil {
-		j.set.Close()
+		j.close()
 		return nil, err
 	}
 	return j, nil

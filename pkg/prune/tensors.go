@@ -4,12 +4,16 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 
 	"github.com/maniac-ai/mach/pkg/checkpoint"
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/safetensors"
 )
+
+// copyBuffer is the size of the reads that stream tensors.
+const copyBuffer = 4 << 20
 
 // outTensor is one tensor of the output and how to produce its bytes.
 type outTensor struct {
@@ -29,7 +33,7 @@ func (j *job) ioErrf(format string, args ...any) error {
 // plan decides every output tensor, config.json, expert_map.json and the
 // files to copy.
 func (j *job) plan() error {
-	hs := j.set.Headers
+	hs := j.hs
 	// MTP layers keep all their experts; count them from any stacked
 	// tensor or the per-expert indices.
 	for _, name := range hs.Names() {
@@ -55,11 +59,9 @@ func (j *job) plan() error {
 	}
 	for _, name := range hs.Names() {
 		e, _ := hs.Lookup(name)
-		data, _, err := j.set.Bytes(name)
-		if err != nil {
-			return fault.Mark(err, fault.ErrIO)
-		}
+		data := region{f: j.files[e.File], path: e.File, off: e.Offset(), n: e.Size()}
 		var outs []*outTensor
+		var err error
 		kind, et := checkpoint.Classify(j.model, name)
 		switch rt := checkpoint.ClassifyRouter(j.model, name); {
 		case kind == checkpoint.RoutedExpert:
@@ -79,7 +81,7 @@ func (j *job) plan() error {
 			}
 			outs = []*outTensor{t}
 		default:
-			outs = []*outTensor{whole(name, e.TensorInfo, data)}
+			outs = []*outTensor{j.whole(name, e.TensorInfo, data)}
 		}
 		for _, t := range outs {
 			if err := add(name, t); err != nil {
@@ -105,9 +107,54 @@ func (j *job) plan() error {
 	return nil
 }
 
-func whole(name string, info safetensors.TensorInfo, data []byte) *outTensor {
+func (j *job) whole(name string, info safetensors.TensorInfo, data region) *outTensor {
 	return &outTensor{name: name, dtype: info.DType, shape: slices.Clone(info.Shape), size: info.Size(),
-		write: func(w io.Writer) error { _, err := w.Write(data); return err }}
+		write: func(w io.Writer) error { return j.copyTo(w, data) }}
+}
+
+// region is a byte range of a source shard. Tensors are read with pread
+// through small buffers rather than mapped: a mapping's touched pages
+// count as the process's memory, and a copy touches every page.
+type region struct {
+	f      *os.File
+	path   string
+	off, n int64
+}
+
+func (r region) sub(off, n int64) region { return region{f: r.f, path: r.path, off: r.off + off, n: n} }
+
+func (r region) readAt(buf []byte, off int64) error {
+	if _, err := r.f.ReadAt(buf, r.off+off); err != nil {
+		return fault.Mark(fmt.Errorf("read %s: %w", r.path, err), fault.ErrIO)
+	}
+	return nil
+}
+
+// copyTo streams r to w through the job's copy buffer.
+func (j *job) copyTo(w io.Writer, r region) error {
+	if j.buf == nil {
+		j.buf = make([]byte, copyBuffer)
+	}
+	for done := int64(0); done < r.n; {
+		n := min(int64(len(j.buf)), r.n-done)
+		if err := r.readAt(j.buf[:n], done); err != nil {
+			return err
+		}
+		if _, err := w.Write(j.buf[:n]); err != nil {
+			return err
+		}
+		done += n
+	}
+	return nil
+}
+
+// load reads r into the job's slab buffer, valid until the next load.
+func (j *job) load(r region) ([]byte, error) {
+	if int64(cap(j.slab)) < r.n {
+		j.slab = make([]byte, r.n)
+	}
+	b := j.slab[:r.n]
+	return b, r.readAt(b, 0)
 }
 
 // keptOf returns the kept source experts of a routed-expert tensor's layer
@@ -121,7 +168,7 @@ func (j *job) keptOf(et checkpoint.ExpertTensor) []int {
 
 // expertTensors turns one source routed-expert tensor into the engine
 // layout's tensors of the kept experts.
-func (j *job) expertTensors(info safetensors.TensorInfo, et checkpoint.ExpertTensor, data []byte) ([]*outTensor, error) {
+func (j *job) expertTensors(info safetensors.TensorInfo, et checkpoint.ExpertTensor, data region) ([]*outTensor, error) {
 	block, _ := checkpoint.BlockPrefix(j.model, info.Name)
 	kept := j.keptOf(et)
 	if !et.Stacked() {
@@ -132,7 +179,7 @@ func (j *job) expertTensors(info safetensors.TensorInfo, et checkpoint.ExpertTen
 		if !ok {
 			return nil, nil // a removed expert
 		}
-		t := whole(checkpoint.ExpertName(j.model, block, newID, et.Proj, et.Part), info, data)
+		t := j.whole(checkpoint.ExpertName(j.model, block, newID, et.Proj, et.Part), info, data)
 		t.expert = true
 		return []*outTensor{t}, nil
 	}
@@ -175,9 +222,9 @@ func (j *job) expertTensors(info safetensors.TensorInfo, et checkpoint.ExpertTen
 		}
 		in, out := rest[0], rest[1]
 		for newID, e := range kept {
-			src := data[int64(e)*slab : int64(e+1)*slab]
+			src := data.sub(int64(e)*slab, slab)
 			if et.Proj != checkpoint.GateUp {
-				emit(et.Proj, newID, []int64{out, in}, slab, transposeWriter(src, in, out, elem, 0, 1))
+				emit(et.Proj, newID, []int64{out, in}, slab, j.transposeWriter(src, in, out, elem, 0, 1))
 				continue
 			}
 			if out%2 != 0 {
@@ -189,7 +236,7 @@ func (j *job) expertTensors(info safetensors.TensorInfo, et checkpoint.ExpertTen
 				if et.Interleaved {
 					first, step = int64(k), 2
 				}
-				emit(p, newID, []int64{half, in}, slab/2, transposeWriter(src, in, out, elem, first, step))
+				emit(p, newID, []int64{half, in}, slab/2, j.transposeWriter(src, in, out, elem, first, step))
 			}
 		}
 	case et.Proj == checkpoint.GateUp:
@@ -202,30 +249,34 @@ func (j *job) expertTensors(info safetensors.TensorInfo, et checkpoint.ExpertTen
 		rowBytes := slab / rows
 		outShape[0] = rows / 2
 		for newID, e := range kept {
-			src := data[int64(e)*slab : int64(e+1)*slab]
+			src := data.sub(int64(e)*slab, slab)
 			for k, p := range []checkpoint.Proj{checkpoint.Gate, checkpoint.Up} {
 				if et.Interleaved {
-					emit(p, newID, slices.Clone(outShape), slab/2, rowsWriter(src, rowBytes, int64(k), 2))
+					emit(p, newID, slices.Clone(outShape), slab/2, j.rowsWriter(src, rowBytes, int64(k), 2))
 				} else {
-					emit(p, newID, slices.Clone(outShape), slab/2, bytesWriter(src[int64(k)*slab/2:int64(k+1)*slab/2]))
+					emit(p, newID, slices.Clone(outShape), slab/2, j.regionWriter(src.sub(int64(k)*slab/2, slab/2)))
 				}
 			}
 		}
 	default:
 		for newID, e := range kept {
-			emit(et.Proj, newID, slices.Clone(outShape), slab, bytesWriter(data[int64(e)*slab:int64(e+1)*slab]))
+			emit(et.Proj, newID, slices.Clone(outShape), slab, j.regionWriter(data.sub(int64(e)*slab, slab)))
 		}
 	}
 	return outs, nil
 }
 
-func bytesWriter(b []byte) func(io.Writer) error {
-	return func(w io.Writer) error { _, err := w.Write(b); return err }
+func (j *job) regionWriter(r region) func(io.Writer) error {
+	return func(w io.Writer) error { return j.copyTo(w, r) }
 }
 
-// rowsWriter writes rows first, first+step, … of src (rows of rowBytes).
-func rowsWriter(src []byte, rowBytes, first, step int64) func(io.Writer) error {
+// rowsWriter writes rows first, first+step, … of r (rows of rowBytes).
+func (j *job) rowsWriter(r region, rowBytes, first, step int64) func(io.Writer) error {
 	return func(w io.Writer) error {
+		src, err := j.load(r)
+		if err != nil {
+			return err
+		}
 		for off := first * rowBytes; off < int64(len(src)); off += step * rowBytes {
 			if _, err := w.Write(src[off : off+rowBytes]); err != nil {
 				return err
@@ -236,10 +287,14 @@ func rowsWriter(src []byte, rowBytes, first, step int64) func(io.Writer) error {
 }
 
 // transposeWriter writes the transpose of the columns first, first+step, …
-// of src, an [in, out] matrix of elem-byte values: the result is
+// of r, an [in, out] matrix of elem-byte values: the result is
 // [len(columns), in].
-func transposeWriter(src []byte, in, out, elem, first, step int64) func(io.Writer) error {
+func (j *job) transposeWriter(r region, in, out, elem, first, step int64) func(io.Writer) error {
 	return func(w io.Writer) error {
+		src, err := j.load(r)
+		if err != nil {
+			return err
+		}
 		row := make([]byte, in*elem)
 		for c := first; c < out; c += step {
 			for r := range in {
@@ -255,7 +310,7 @@ func transposeWriter(src []byte, in, out, elem, first, step int64) func(io.Write
 
 // routerRows keeps the rows of the kept experts of a router tensor whose
 // axis 0 indexes the layer's experts.
-func (j *job) routerRows(info safetensors.TensorInfo, layer int, data []byte) (*outTensor, error) {
+func (j *job) routerRows(info safetensors.TensorInfo, layer int, data region) (*outTensor, error) {
 	n := int64(j.in.Experts.PerLayer[layer])
 	if len(info.Shape) == 0 || info.Shape[0] != n {
 		return nil, j.ioErrf("router tensor %q has shape %v, but layer %d has %d routed experts (want them on axis 0)", info.Name, info.Shape, layer, n)
@@ -267,7 +322,7 @@ func (j *job) routerRows(info safetensors.TensorInfo, layer int, data []byte) (*
 	return &outTensor{name: info.Name, dtype: info.DType, shape: shape, size: row * int64(len(kept)),
 		write: func(w io.Writer) error {
 			for _, e := range kept {
-				if _, err := w.Write(data[int64(e)*row : int64(e+1)*row]); err != nil {
+				if err := j.copyTo(w, data.sub(int64(e)*row, row)); err != nil {
 					return err
 				}
 			}
@@ -278,7 +333,7 @@ func (j *job) routerRows(info safetensors.TensorInfo, layer int, data []byte) (*
 // hashTable remaps a DeepSeek hash layer's token → expert table to the new
 // ids. A table that routes tokens to a removed expert cannot be pruned
 // that way.
-func (j *job) hashTable(info safetensors.TensorInfo, layer int, data []byte) (*outTensor, error) {
+func (j *job) hashTable(info safetensors.TensorInfo, layer int, r region) (*outTensor, error) {
 	var width int
 	switch info.DType {
 	case safetensors.I64:
@@ -289,6 +344,10 @@ func (j *job) hashTable(info safetensors.TensorInfo, layer int, data []byte) (*o
 		return nil, fault.Mark(fmt.Errorf("%s: hash table %q has dtype %s; mach-prune remaps I32 and I64 tables", j.opts.Source, info.Name, info.DType), fault.ErrUnsupported)
 	}
 	n := j.in.Experts.PerLayer[layer]
+	data := make([]byte, r.n) // [vocab, k] ids: a few MB
+	if err := r.readAt(data, 0); err != nil {
+		return nil, err
+	}
 	newID := make([]int64, n)
 	for i := range newID {
 		newID[i] = -1
@@ -333,8 +392,8 @@ func (j *job) hashTable(info safetensors.TensorInfo, layer int, data []byte) (*o
 			binary.LittleEndian.PutUint32(out[i*4:], uint32(int32(v)))
 		}
 	}
-	t := whole(info.Name, info, out)
-	return t, nil
+	return &outTensor{name: info.Name, dtype: info.DType, shape: slices.Clone(info.Shape), size: info.Size(),
+		write: func(w io.Writer) error { _, err := w.Write(out); return err }}, nil
 }
 
 // naturalCompare orders names with their digit runs compared as numbers,
