@@ -77,8 +77,10 @@ type Client struct {
 	Token string
 	// CacheRoot is the engine cache root; files go under CacheRoot/hub.
 	CacheRoot string
-	// HTTP is the client used; nil means one with DialTimeout and
-	// RequestTimeout.
+	// HTTP is the client used for every request, downloads included (so
+	// it must have no overall Timeout); nil means clients with DialTimeout
+	// and RequestTimeout for metadata, and only a header timeout plus the
+	// stall timer for downloads.
 	HTTP *http.Client
 }
 
@@ -90,19 +92,13 @@ func NewClient(cacheRoot string) *Client {
 }
 
 // CacheRoot returns the engine cache root: override when set, else
-// $MACH_CACHE_DIR, else ~/.cache/mach.
+// $MACH_CACHE_DIR, else ~/.cache/mach (MachCacheDir with the process
+// environment).
 func CacheRoot(override string) (string, error) {
-	if override != "" {
-		return override, nil
-	}
-	if d := os.Getenv(EnvCacheDir); d != "" {
+	if d := MachCacheDir(os.Getenv, override); d != "" {
 		return d, nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fault.Mark(fmt.Errorf("no cache directory: %w; pass --cache-dir or set %s", err, EnvCacheDir), fault.ErrUsage)
-	}
-	return filepath.Join(home, ".cache", "mach"), nil
+	return "", fault.Mark(fmt.Errorf("no cache directory: no home directory; pass --cache-dir or set %s", EnvCacheDir), fault.ErrUsage)
 }
 
 func (c *Client) httpClient() *http.Client {
