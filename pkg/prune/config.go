@@ -206,9 +206,9 @@ func (j *job) readMetadata() error {
 	return nil
 }
 
-// copyNames are the files (besides weights and config.json) a checkpoint
-// needs: tokenizer, chat template, generation and processor settings,
-// license.
+// copyable reports whether a file (besides weights and config.json) goes
+// with the checkpoint: tokenizer, chat template, generation and processor
+// settings, licences.
 func copyable(name string) bool {
 	lower := strings.ToLower(name)
 	switch lower {
@@ -217,10 +217,14 @@ func copyable(name string) bool {
 		"chat_template.jinja", "chat_template.json":
 		return true
 	}
-	for _, p := range []string{"tokenizer", "vocab.", "license", "notice"} {
+	for _, p := range []string{"tokenizer", "vocab."} {
 		if strings.HasPrefix(lower, p) {
 			return true
 		}
+	}
+	// Licences travel with a derivative (LICENSE, DATA_LICENSE.txt, NOTICE).
+	if strings.Contains(lower, "licen") || strings.HasPrefix(lower, "notice") {
+		return true
 	}
 	return strings.HasSuffix(lower, ".tiktoken") || strings.HasSuffix(lower, ".jinja")
 }
@@ -277,6 +281,9 @@ func (j *job) summarize() {
 	shards := planShards(j.tensors, j.opts.MaxShardSize)
 	for i := range shards {
 		s.Shards = append(s.Shards, shardName(i, len(shards)))
+	}
+	for _, w := range j.in.Warnings {
+		s.Notes = append(s.Notes, "source: "+w)
 	}
 	if j.in.Sidecar.Present {
 		s.Notes = append(s.Notes, fmt.Sprintf("the source's %s/ is not copied (it describes the source's experts); run mach-export-sidecar on the output", sidecar.DirName))

@@ -155,7 +155,7 @@ func TestFilesShardsAndSummary(t *testing.T) {
 	src := copyDir(t, fixtureDir(t, "qwen3_moe"))
 	for name, content := range map[string]string{
 		"tokenizer.json": `{"model":{}}`, "tokenizer_config.json": `{}`, "chat_template.jinja": "{{ messages }}",
-		"special_tokens_map.json": `{}`, "LICENSE": "Apache-2.0", "README.md": "about the source",
+		"special_tokens_map.json": `{}`, "LICENSE": "Apache-2.0", "DATA_LICENSE.txt": "PSF", "README.md": "about the source",
 		"expert_sidecar/layout.json": "{}",
 	} {
 		ct.WriteFile(t, src, name, content)
@@ -166,7 +166,7 @@ func TestFilesShardsAndSummary(t *testing.T) {
 	sum, err := prune.Run(t.Context(), prune.Options{Source: src, Output: out, Candidate: c, MaxShardSize: 100_000,
 		Progress: func(p prune.Progress) { last = p }})
 	require.NoError(t, err)
-	require.Equal(t, []string{"LICENSE", "chat_template.jinja", "generation_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"}, sum.CopiedFiles)
+	require.Equal(t, []string{"DATA_LICENSE.txt", "LICENSE", "chat_template.jinja", "generation_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"}, sum.CopiedFiles)
 	for _, f := range sum.CopiedFiles {
 		want, err := os.ReadFile(filepath.Join(src, f))
 		require.NoError(t, err)
@@ -177,8 +177,9 @@ func TestFilesShardsAndSummary(t *testing.T) {
 	for _, f := range []string{"README.md", "fixture.json", "reference.safetensors", "expert_sidecar"} {
 		require.NoFileExists(t, filepath.Join(out, f))
 	}
-	require.Len(t, sum.Notes, 1)
-	require.Contains(t, sum.Notes[0], "expert_sidecar/ is not copied")
+	require.Len(t, sum.Notes, 2)
+	require.Contains(t, sum.Notes[0], "source: "+src+"/expert_sidecar/layout.json: invalid expert sidecar layout", "the inspection's warnings are passed on")
+	require.Contains(t, sum.Notes[1], "expert_sidecar/ is not copied")
 
 	// Shards stay under the bound and the index names each tensor's shard.
 	require.Greater(t, len(sum.Shards), 5)

@@ -64,6 +64,9 @@ func (j *job) plan() error {
 		var err error
 		kind, et := checkpoint.Classify(j.model, name)
 		switch rt := checkpoint.ClassifyRouter(j.model, name); {
+		case kind == checkpoint.Skipped:
+			// Vision and audio towers: carried over as they are.
+			outs = []*outTensor{j.whole(name, e.TensorInfo, data)}
 		case kind == checkpoint.RoutedExpert:
 			if outs, err = j.expertTensors(e.TensorInfo, et, data); err != nil {
 				return err
