@@ -35,13 +35,19 @@ type Server struct {
 	URL string
 
 	mu       sync.Mutex
-	repos    map[string]map[string][]byte
+	repos    map[string]map[string]file
 	requests []string
+}
+
+// file is a served file with its ids, computed once.
+type file struct {
+	body       []byte
+	gitID, sha string
 }
 
 // New starts a server that t closes.
 func New(t testing.TB) *Server {
-	s := &Server{repos: map[string]map[string][]byte{}}
+	s := &Server{repos: map[string]map[string]file{}}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -53,9 +59,9 @@ func (s *Server) AddFile(repo, path string, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.repos[repo] == nil {
-		s.repos[repo] = map[string][]byte{}
+		s.repos[repo] = map[string]file{}
 	}
-	s.repos[repo][path] = body
+	s.repos[repo][path] = file{body: body, gitID: gitID(body), sha: sha(body)}
 }
 
 // AddDir adds every regular file under dir (following symlinks) to repo.
@@ -133,7 +139,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	body, ok := s.files(parts[0] + "/" + parts[1])[parts[4]]
+	f, ok := s.files(parts[0] + "/" + parts[1])[parts[4]]
 	if !ok {
 		w.Header().Set("X-Error-Code", "EntryNotFound")
 		http.NotFound(w, r)
@@ -141,21 +147,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Repo-Commit", Commit)
 	if lfs(parts[4]) {
-		w.Header().Set("X-Linked-Etag", `"`+sha(body)+`"`)
-		w.Header().Set("X-Linked-Size", strconv.Itoa(len(body)))
+		w.Header().Set("X-Linked-Etag", `"`+f.sha+`"`)
+		w.Header().Set("X-Linked-Size", strconv.Itoa(len(f.body)))
 	} else {
-		w.Header().Set("ETag", `"`+gitID(body)+`"`)
+		w.Header().Set("ETag", `"`+f.gitID+`"`)
 	}
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
 }
 
-func (s *Server) files(repo string) map[string][]byte {
+func (s *Server) files(repo string) map[string]file {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.repos[repo]
 }
 
-func (s *Server) listing(w http.ResponseWriter, repo string, files map[string][]byte) {
+func (s *Server) listing(w http.ResponseWriter, repo string, files map[string]file) {
 	type lfsInfo struct {
 		SHA256      string `json:"sha256"`
 		Size        int    `json:"size"`
@@ -169,10 +175,10 @@ func (s *Server) listing(w http.ResponseWriter, repo string, files map[string][]
 	}
 	var sibs []sibling
 	for _, p := range slices.Sorted(maps.Keys(files)) {
-		b := files[p]
-		sb := sibling{RFilename: p, BlobID: gitID(b), Size: len(b)}
+		f := files[p]
+		sb := sibling{RFilename: p, BlobID: f.gitID, Size: len(f.body)}
 		if lfs(p) {
-			sb.LFS = &lfsInfo{SHA256: sha(b), Size: len(b), PointerSize: 134}
+			sb.LFS = &lfsInfo{SHA256: f.sha, Size: len(f.body), PointerSize: 134}
 		}
 		sibs = append(sibs, sb)
 	}
