@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -143,12 +144,23 @@ type ExpertMap struct {
 // ExpertMapFormat is expert_map.json's "format" value.
 const ExpertMapFormat = "mach-expert-map"
 
+const maxExpertMapSize = 64 << 20
+
 // ReadExpertMap reads dir/expert_map.json.
 func ReadExpertMap(dir string) (*ExpertMap, error) {
 	p := filepath.Join(dir, ExpertMapName)
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
 		return nil, fault.Mark(err, fault.ErrIO)
+	}
+	defer f.Close()
+	// A 94-layer, 256-expert map is about 100 KB.
+	b, err := io.ReadAll(io.LimitReader(f, maxExpertMapSize+1))
+	if err != nil {
+		return nil, fault.Mark(fmt.Errorf("read %s: %w", p, err), fault.ErrIO)
+	}
+	if len(b) > maxExpertMapSize {
+		return nil, fault.Mark(fmt.Errorf("%s: larger than %d bytes", p, maxExpertMapSize), fault.ErrIO)
 	}
 	var m ExpertMap
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -314,3 +314,71 @@ func TestUnsupportedSources(t *testing.T) {
 	_, err = prune.Run(t.Context(), prune.Options{Source: filepath.Join(dir, "missing"), Output: filepath.Join(t.TempDir(), "o")})
 	require.ErrorIs(t, err, fault.ErrIO)
 }
+
+// DeepSeek's upstream experts stacked per projection (w1/w3/w2, MLX
+// affine here) must be sliced before serving; the engine layout keeps the
+// native projection names, and the per-expert upstream form (FP4 codes
+// with a block scale) is renamed as it is.
+func TestDeepSeekNames(t *testing.T) {
+	cfg := `{"model_type":"deepseek_v4","hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":1,
+		"head_dim":16,"vocab_size":100,"n_routed_experts":4,"num_experts_per_tok":2,"moe_intermediate_size":32,"torch_dtype":"bfloat16",
+		"quantization":{"bits":4,"group_size":64}}`
+	stacked := []ct.Tensor{ct.T("embed.weight", "BF16", 100, 64)}
+	perExpert := []ct.Tensor{ct.T("embed.weight", "BF16", 100, 64)}
+	for l := range 2 {
+		p := fmt.Sprintf("layers.%d.ffn.", l)
+		gate := []ct.Tensor{ct.T(p+"gate.weight", "BF16", 4, 64), ct.T(p+"gate.bias", "F32", 4)}
+		stacked = append(stacked, gate...)
+		perExpert = append(perExpert, gate...)
+		for _, w := range []string{"w1", "w3"} {
+			stacked = append(stacked, ct.T(p+"experts."+w+".weight", "U32", 4, 32, 8), ct.T(p+"experts."+w+".scales", "BF16", 4, 32, 1), ct.T(p+"experts."+w+".biases", "BF16", 4, 32, 1))
+		}
+		stacked = append(stacked, ct.T(p+"experts.w2.weight", "U32", 4, 64, 4), ct.T(p+"experts.w2.scales", "BF16", 4, 64, 1), ct.T(p+"experts.w2.biases", "BF16", 4, 64, 1))
+		for e := range 4 {
+			q := fmt.Sprintf("%sexperts.%d.", p, e)
+			perExpert = append(perExpert, ct.T(q+"w1.weight", "I8", 32, 32), ct.T(q+"w1.scale", "F8_E8M0", 32, 2),
+				ct.T(q+"w3.weight", "I8", 32, 32), ct.T(q+"w3.scale", "F8_E8M0", 32, 2), ct.T(q+"w2.weight", "I8", 64, 16), ct.T(q+"w2.scale", "F8_E8M0", 64, 1))
+		}
+	}
+	keep := map[int][]int{0: {0, 2, 3}, 1: {1, 3}}
+	for name, ts := range map[string][]ct.Tensor{"stacked": stacked, "per_expert": perExpert} {
+		t.Run(name, func(t *testing.T) {
+			src := t.TempDir()
+			c := cfg
+			if name == "per_expert" {
+				c = strings.Replace(cfg, `"quantization":{"bits":4,"group_size":64}`, `"quantization_config":{"quant_method":"fp8","weight_block_size":[128,128]}`, 1)
+			}
+			ct.WriteFile(t, src, "config.json", c)
+			ct.WriteSafetensors(t, filepath.Join(src, "model.safetensors"), ts)
+			out := filepath.Join(t.TempDir(), "out")
+			_, err := prune.Run(t.Context(), prune.Options{Source: src, Output: out, Candidate: &pruneplan.Candidate{ID: "k", NumExperts: 4, Keep: keep}})
+			require.NoError(t, err)
+			cfg, err := modelconfig.Load(out)
+			require.NoError(t, err)
+			require.Equal(t, []int{3, 2}, cfg.ExpertsPerLayer)
+			in, err := checkpoint.Inspect(out, cfg, checkpoint.Options{})
+			require.NoError(t, err)
+			require.Equal(t, checkpoint.PerExpert, in.Layout)
+			require.Equal(t, map[int]int{0: 3, 1: 2}, in.Experts.PerLayer)
+			hs, err := safetensors.ReadHeaders(out)
+			require.NoError(t, err)
+			want := map[string][]int64{"layers.1.ffn.gate.weight": {2, 64}, "layers.1.ffn.gate.bias": {2}}
+			if name == "stacked" {
+				want["layers.0.ffn.experts.2.w1.weight"] = []int64{32, 8}
+				want["layers.0.ffn.experts.2.w2.biases"] = []int64{64, 1}
+				want["layers.1.ffn.experts.1.w3.scales"] = []int64{32, 1}
+			} else {
+				want["layers.0.ffn.experts.2.w1.weight"] = []int64{32, 32}
+				want["layers.0.ffn.experts.2.w2.scale"] = []int64{64, 1}
+				want["layers.1.ffn.experts.1.w3.scale"] = []int64{32, 2}
+			}
+			for n, shape := range want {
+				e, ok := hs.Lookup(n)
+				require.True(t, ok, n)
+				require.Equal(t, shape, e.Shape, n)
+			}
+			_, ok := hs.Lookup("layers.0.ffn.experts.3.w1.weight")
+			require.False(t, ok, "layer 0 keeps 3 experts: ids 0..2")
+		})
+	}
+}
