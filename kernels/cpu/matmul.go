@@ -317,6 +317,9 @@ func (b *Backend) mmRows(worker int, t *mmTask, r0, r1 int) {
 		}
 		return
 	}
+	if b.gemvFast(t, r0, r1) { // MXFP4 and bf16 weights (mxfp4.go)
+		return
+	}
 
 	// Weight rows as f32: in place for aligned f32 weights, else
 	// dequantized into scratch.

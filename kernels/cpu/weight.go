@@ -71,6 +71,9 @@ func (b *Backend) dequantRow(w *weight, r int, dst []float32) {
 		copy(dst, w.f32[r*m.Cols:(r+1)*m.Cols])
 		return
 	}
+	if b.simd && dequantFast(m, r, dst) { // MXFP4 and bf16 (mxfp4.go)
+		return
+	}
 	dequantRowGo(m, r, dst)
 }
 

@@ -31,6 +31,7 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("Buffers", h.testBuffers)
 	t.Run("MatMul", h.testMatMul)
 	t.Run("MatMulGrouped", h.testMatMulGrouped)
+	t.Run("MatMulWide", h.testMatMulWide)
 	t.Run("Embed", h.testEmbed)
 	t.Run("RMSNorm", h.testRMSNorm)
 	t.Run("RoPE", h.testRoPE)

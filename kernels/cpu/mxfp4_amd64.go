@@ -1,0 +1,17 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+// Implemented in mxfp4_amd64.s.
+
+//go:noescape
+func gemvMX4(codes *byte, rowBytes int, scales *byte, scaleRowBytes, groups int, half *float32, x *float32, out *[4]float32)
+
+//go:noescape
+func dequantMX4(dst *float32, codes *byte, scales *byte, groups int, half *float32)
+
+//go:noescape
+func gemvBF16(w *byte, ldw int, x *float32, k int, out *[4]float32)
+
+//go:noescape
+func dequantBF16(dst *float32, src *byte, k int)
