@@ -45,6 +45,15 @@ func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
 	}
 	group := a.Heads / a.KVHeads
 	simd := b.simd && hd%8 == 0
+	if simd && q.Rows > 1 && (kb.dt != kernels.F32 || vb.dt != kernels.F32) {
+		// Many queries over a 16-bit cache: widen the keys and values once
+		// rather than once per query.
+		k, kb, v, vb = b.widen(k, kb, v, vb, a.NumKeys)
+	}
+	// Contiguous f32 keys and values take the blocked kernels (three keys
+	// per dot call, eight values per update); the per-key path computes
+	// the same operations one key at a time.
+	blocked := simd && a.KPos == nil && kb.dt == kernels.F32 && vb.dt == kernels.F32
 	b.pool.run(q.Rows*a.KVHeads, func(worker, u int) {
 		t, kvh := u/a.KVHeads, u%a.KVHeads
 		p := a.QPos[t]
@@ -72,7 +81,7 @@ func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
 			}
 		}
 		n := hi - lo
-		if list != nil || a.KPos != nil {
+		if a.KPos != nil {
 			n = len(list)
 		}
 		key := func(i int) int {
@@ -89,7 +98,30 @@ func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
 		orow := row(d, dst, t)[kvh*group*hd : (kvh+1)*group*hd]
 
 		// Scores.
-		for i := 0; i < n; i++ {
+		i := 0
+		if blocked {
+			var o12 [12]float32
+			for ; i+3 <= n; i += 3 {
+				k0 := kvF32(kb, k, key(i), kvh, hd)
+				k1 := kvF32(kb, k, key(i+1), kvh, hd)
+				k2 := kvF32(kb, k, key(i+2), kvh, hd)
+				g := 0
+				for ; g+4 <= group; g += 4 {
+					dotF32x4x3(&qrow[g*hd], hd, &k0[0], &k1[0], &k2[0], hd, &o12)
+					for r := 0; r < 4; r++ {
+						scores[(g+r)*n+i] = o12[3*r]
+						scores[(g+r)*n+i+1] = o12[3*r+1]
+						scores[(g+r)*n+i+2] = o12[3*r+2]
+					}
+				}
+				for ; g < group; g++ {
+					scores[g*n+i] = dotF32(&qrow[g*hd], &k0[0], hd)
+					scores[g*n+i+1] = dotF32(&qrow[g*hd], &k1[0], hd)
+					scores[g*n+i+2] = dotF32(&qrow[g*hd], &k2[0], hd)
+				}
+			}
+		}
+		for ; i < n; i++ {
 			kr := b.kvRow(kb, k, key(i), kvh, hd, kv, simd)
 			g := 0
 			if simd {
@@ -142,9 +174,19 @@ func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
 				}
 			}
 		}
-		// Weighted values.
+		// Weighted values, accumulated key by key in order.
 		clear(orow)
-		for i := 0; i < n; i++ {
+		i = 0
+		if blocked {
+			ldv := v.Stride
+			for ; i+8 <= n; i += 8 {
+				v0 := kvF32(vb, v, key(i), kvh, hd)
+				for g := 0; g < group; g++ {
+					axpy8(&orow[g*hd], &scores[g*n+i], &v0[0], ldv, hd)
+				}
+			}
+		}
+		for ; i < n; i++ {
 			vr := b.kvRow(vb, v, key(i), kvh, hd, kv, simd)
 			for g := 0; g < group; g++ {
 				w := scores[g*n+i]
@@ -159,6 +201,43 @@ func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
 			}
 		}
 	})
+}
+
+// kvF32 returns head kvh of row j of an f32 key/value tensor, in place.
+func kvF32(buf *buffer, t kernels.Tensor, j, kvh, hd int) []float32 {
+	o := t.Off + j*t.Stride + kvh*hd
+	return buf.f32[o : o+hd : o+hd]
+}
+
+// widen copies the first n rows of 16-bit keys and values into f32
+// backend scratch (reused across calls) and returns views of it.
+func (b *Backend) widen(k kernels.Tensor, kb *buffer, v kernels.Tensor, vb *buffer, n int) (kernels.Tensor, *buffer, kernels.Tensor, *buffer) {
+	need := n * (k.Cols + v.Cols)
+	if cap(b.kvWide) < need {
+		b.kvWide = make([]float32, need)
+	}
+	wk := &buffer{dt: kernels.F32, f32: b.kvWide[: n*k.Cols : n*k.Cols]}
+	wv := &buffer{dt: kernels.F32, f32: b.kvWide[n*k.Cols : need : need]}
+	conv := func(dst []float32, src *buffer, t kernels.Tensor, r int) {
+		o := t.Off + r*t.Stride
+		if src.dt == kernels.F32 {
+			copy(dst, src.f32[o:o+t.Cols])
+			return
+		}
+		s := src.u16[o : o+t.Cols]
+		if src.dt == kernels.F16 && t.Cols%8 == 0 {
+			cvtF16(&dst[0], &s[0], t.Cols)
+			return
+		}
+		widen(src, o, t.Cols, func(j int, x float32) { dst[j] = x })
+	}
+	b.forRows(n, k.Cols+v.Cols, func(_, r int) {
+		conv(wk.f32[r*k.Cols:(r+1)*k.Cols], kb, k, r)
+		conv(wv.f32[r*v.Cols:(r+1)*v.Cols], vb, v, r)
+	})
+	kt := kernels.Tensor{Buf: wk, Rows: n, Cols: k.Cols, Stride: k.Cols}
+	vt := kernels.Tensor{Buf: wv, Rows: n, Cols: v.Cols, Stride: v.Cols}
+	return kt, wk, vt, wv
 }
 
 // kvRow returns head kvh of key/value row j as f32, widening 16-bit

@@ -33,6 +33,7 @@ type Backend struct {
 	simd    bool
 	scratch []scratch
 	prepBuf []float32  // prepared matmul inputs, filled before each dispatch
+	kvWide  []float32  // 16-bit keys and values widened for multi-query attention
 	mu      sync.Mutex // guards err
 	err     error
 }

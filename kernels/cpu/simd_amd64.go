@@ -47,3 +47,6 @@ func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs0, xs1, 
 
 //go:noescape
 func reduceT(t *float32, out *float32, n int)
+
+//go:noescape
+func axpy8(o *float32, p *float32, v *float32, ldv, k int)

@@ -642,3 +642,48 @@ rtloop:
 	JNZ     rtloop
 	VZEROUPPER
 	RET
+
+// func axpy8(o *float32, p *float32, v *float32, ldv, k int)
+// o[0:k] += p[j]·v[j·ldv : j·ldv+k] for j = 0 … 7, one FMA per term in
+// order of j (the same operations as eight axpyF32 calls), k a multiple of
+// 8.
+TEXT ·axpy8(SB), NOSPLIT, $0-40
+	MOVQ         o+0(FP), DI
+	MOVQ         p+8(FP), AX
+	MOVQ         v+16(FP), SI
+	MOVQ         ldv+24(FP), R8
+	SHLQ         $2, R8
+	LEAQ         (R8)(R8*2), R9
+	LEAQ         (SI)(R8*4), R10
+	MOVQ         k+32(FP), CX
+	VBROADCASTSS 0(AX), Y0
+	VBROADCASTSS 4(AX), Y1
+	VBROADCASTSS 8(AX), Y2
+	VBROADCASTSS 12(AX), Y3
+	VBROADCASTSS 16(AX), Y4
+	VBROADCASTSS 20(AX), Y5
+	VBROADCASTSS 24(AX), Y6
+	VBROADCASTSS 28(AX), Y7
+	SHRQ         $3, CX
+	JZ           ax8done
+
+ax8loop:
+	VMOVUPS     (DI), Y8
+	VFMADD231PS (SI), Y0, Y8
+	VFMADD231PS (SI)(R8*1), Y1, Y8
+	VFMADD231PS (SI)(R8*2), Y2, Y8
+	VFMADD231PS (SI)(R9*1), Y3, Y8
+	VFMADD231PS (R10), Y4, Y8
+	VFMADD231PS (R10)(R8*1), Y5, Y8
+	VFMADD231PS (R10)(R8*2), Y6, Y8
+	VFMADD231PS (R10)(R9*1), Y7, Y8
+	VMOVUPS     Y8, (DI)
+	ADDQ        $32, DI
+	ADDQ        $32, SI
+	ADDQ        $32, R10
+	DECQ        CX
+	JNZ         ax8loop
+
+ax8done:
+	VZEROUPPER
+	RET
