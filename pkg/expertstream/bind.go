@@ -16,6 +16,9 @@ type matRecipe struct {
 	format               quant.Format
 	rows, cols           int
 	data, scales, biases *sidecar.Component
+	// interleaved: gate_up rows alternate gate and up (gpt-oss's MXFP4
+	// blocks), which the MoE block activates in place.
+	interleaved bool
 }
 
 func (r *matRecipe) matrix(slab []byte) *quant.Matrix {
@@ -89,6 +92,7 @@ func newRecipe(l *sidecar.Layout, hidden, width int) (*recipe, error) {
 			}
 			r.format = quant.Format{Kind: quant.MXFP4, Bits: 4, GroupSize: 32, Scale: quant.ScaleE8M0}
 			r.rows, r.cols = int(blocks.Shape[0]), int(blocks.Shape[1])*32
+			r.interleaved = blocks.Interleaved
 		} else if r.data != nil {
 			d := r.data
 			if d.Transposed || d.Interleaved {
@@ -173,6 +177,11 @@ func newRecipe(l *sidecar.Layout, hidden, width int) (*recipe, error) {
 	if w <= 0 && r.gateUp != nil {
 		w = r.gateUp.rows / 2
 	}
+	if comp("gate_proj.bias") != nil || comp("up_proj.bias") != nil {
+		// gpt-oss in MLX's split form: the store has no per-slot room for
+		// separate gate and up biases yet.
+		return nil, bad("gate_proj.bias / up_proj.bias: streaming experts with separate gate and up biases (gpt-oss in MLX's form) is not implemented in this build; export the sidecar from the original MXFP4 checkpoint")
+	}
 	if r.gateUpBias, err = bias("gate_up_proj.bias", 2*w); err != nil {
 		return nil, err
 	}
@@ -198,6 +207,7 @@ func (r *recipe) bind(b kernels.Backend, slab []byte, gub, db *kernels.Tensor) (
 		if x.GateUp, err = one(r.gateUp); err != nil {
 			return nil, err
 		}
+		x.Interleaved = r.gateUp.interleaved
 	} else {
 		if x.Gate, err = one(r.gate); err != nil {
 			return nil, err

@@ -57,6 +57,11 @@ func Default() *Registry {
 			ModelModule:      modulePrefix + "gptoss",
 			KVCache:          KVRotating,
 			Specdec:          SpecdecNone,
+			// pkg/model/gptoss: parity with transformers on every gpt_oss
+			// fixture (f32, bf16, MXFP4 blocks, MLX), and batched steps of
+			// sequences crossing the sliding window over per-sequence
+			// rotating caches bit-identical to single ones.
+			Support: Support{Forward: true, Batching: true},
 		},
 		Arch{
 			ModelType:    "qwen3_5_moe",

@@ -10,6 +10,7 @@ import (
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/gemma4"
+	"github.com/maniac-ai/mach/pkg/model/gptoss"
 	"github.com/maniac-ai/mach/pkg/model/qwen3moe"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/moe"
@@ -20,6 +21,7 @@ func Loaders() model.Loaders {
 	return model.Loaders{
 		qwen3moe.ModelType: qwen3moe.Loader,
 		gemma4.ModelType:   gemma4.Loader,
+		gptoss.ModelType:   gptoss.Loader,
 	}
 }
 
@@ -29,6 +31,13 @@ func StoreLoaders() moe.StoreLoaders {
 	return moe.StoreLoaders{
 		gemma4.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
 			m, err := gemma4.Load(ctx, dir, cfg, b, gemma4.LoadOptions{Store: store})
+			if err != nil {
+				return nil, err
+			}
+			return m, nil
+		},
+		gptoss.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
+			m, err := gptoss.Load(ctx, dir, cfg, b, gptoss.LoadOptions{Store: store})
 			if err != nil {
 				return nil, err
 			}
