@@ -10,6 +10,9 @@ import (
 	"github.com/maniac-ai/mach/kernels/cpu"
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/gemma4"
+	"github.com/maniac-ai/mach/pkg/model/gptoss"
+	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
 	"github.com/maniac-ai/mach/pkg/model/qwen3moe"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/prune"
@@ -23,12 +26,27 @@ type maskable interface {
 	MaskExperts(layer int, removed []int) error
 }
 
+type loadFunc func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error)
+
 // forwardPasses are the architectures with a forward pass, keyed by
-// model_type. qwen3_5_moe joins with one line when its forward pass lands.
-var forwardPasses = map[string]func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error){
-	"qwen3_moe": func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
+// model_type, and whether their loader reads num_experts_per_layer.
+var forwardPasses = map[string]struct {
+	load     loadFunc
+	perLayer bool
+}{
+	"qwen3_moe": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
 		return qwen3moe.Load(ctx, dir, cfg, b, qwen3moe.LoadOptions{})
-	},
+	}, true},
+	"qwen3_5_moe": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
+		return qwen35moe.Load(ctx, dir, cfg, b, qwen35moe.LoadOptions{})
+	}, true},
+	"gpt_oss": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
+		return gptoss.Load(ctx, dir, cfg, b, gptoss.LoadOptions{})
+	}, true},
+	// The gemma4 loader refuses num_experts_per_layer in this build.
+	"gemma4": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
+		return gemma4.Load(ctx, dir, cfg, b, gemma4.LoadOptions{})
+	}, false},
 }
 
 // logitFixtures: every fixture of an architecture in forwardPasses, in
@@ -36,15 +54,18 @@ var forwardPasses = map[string]func(ctx context.Context, dir string, cfg *modelc
 var logitFixtures = []string{
 	"qwen3_moe", "qwen3_moe_bf16", "qwen3_moe_perexpert", "qwen3_moe_stacked",
 	"qwen3_moe_mlx4", "qwen3_moe_mlx8", "qwen3_moe_nonorm",
+	"qwen3_5_moe", "qwen3_5_moe_bf16", "qwen3_5_moe_mlx", "qwen3_5_moe_mlx4",
+	"gpt_oss", "gpt_oss_bf16", "gpt_oss_mlx", "gpt_oss_mxfp4",
+	"gemma4", "gemma4_mlx4", "gemma4_ple",
 }
 
 func loadModel(t *testing.T, dir string, b kernels.Backend) maskable {
 	t.Helper()
 	cfg, err := modelconfig.Load(dir)
 	require.NoError(t, err)
-	load, ok := forwardPasses[cfg.ModelType]
+	fp, ok := forwardPasses[cfg.ModelType]
 	require.True(t, ok, "no forward pass for %s", cfg.ModelType)
-	m, err := load(t.Context(), dir, cfg, b)
+	m, err := fp.load(t.Context(), dir, cfg, b)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	return m
@@ -61,10 +82,11 @@ func promptLogits(t *testing.T, m model.Model, prompt []int32) []float32 {
 	return append([]float32(nil), out.Logits[0]...)
 }
 
-// The correctness bars: a keep-all conversion computes exactly the
-// source's logits, and a pruned checkpoint computes the source's logits
-// with the removed experts' router logits masked to −Inf (the definition
-// of pruning), within 1e-5.
+// The correctness bars, on every fixture of every architecture
+// with a forward pass: a keep-all conversion computes exactly the source's
+// logits, and a pruned checkpoint computes the source's logits with the
+// removed experts' router logits masked to −Inf (the definition of
+// pruning), within 1e-5.
 func TestLogits(t *testing.T) {
 	b := cpu.New(cpu.Options{})
 	defer b.Close()
@@ -78,21 +100,28 @@ func TestLogits(t *testing.T) {
 			"keep_all": nil,
 			// Uniform: drop three experts of every layer, different ones
 			// per layer.
-			"uniform_k5": candidate("k5", cfg.NumExperts, moe, func(l, e int) bool { return (e+l)%3 != 0 || e == 7 }),
+			"uniform_k5": candidate("k5", cfg.NumExperts, moe, func(l, e int) bool {
+				return e != l%8 && e != (l+3)%8 && e != (l+5)%8
+			}),
+		}
+		if forwardPasses[cfg.ModelType].perLayer {
 			// Non-uniform: the first MoE layer keeps only top-k experts.
-			"per_layer": candidate("mixed", cfg.NumExperts, moe, func(l, e int) bool {
+			plans["per_layer"] = candidate("mixed", cfg.NumExperts, moe, func(l, e int) bool {
 				if l == moe[0] {
 					return e == 1 || e == 6
 				}
 				return e != 2
-			}),
+			})
 		}
 		for plan, c := range plans {
 			t.Run(name+"/"+plan, func(t *testing.T) {
 				out := filepath.Join(t.TempDir(), "out")
 				// Small shards, so the loader reads a multi-shard output.
-				_, err := prune.Run(t.Context(), prune.Options{Source: fx.Dir, Output: out, Candidate: c, MaxShardSize: 64 << 10})
+				sum, err := prune.Run(t.Context(), prune.Options{Source: fx.Dir, Output: out, Candidate: c, MaxShardSize: 64 << 10})
 				require.NoError(t, err)
+				if plan == "uniform_k5" {
+					require.True(t, sum.Uniform())
+				}
 				src := loadModel(t, fx.Dir, b)
 				pruned := loadModel(t, out, b)
 				if c != nil {
