@@ -63,7 +63,8 @@ func run(ctx context.Context, reg *registry.Registry, o options, stdout, stderr 
 			return cliapp.Usagef("missing --candidate-id: %s has %d candidates: %s", o.Plan, len(plan.Candidates), strings.Join(ids, ", "))
 		}
 	}
-	if !o.JSON && isTerminal(stderr) {
+	// Progress goes to stderr, so it never mixes with --json on stdout.
+	if isTerminal(stderr) {
 		p := &progress{w: stderr}
 		popts.Progress = p.update
 		defer p.finish()
