@@ -11,6 +11,7 @@ import (
 
 	"github.com/maniac-ai/mach/pkg/chat"
 	"github.com/maniac-ai/mach/pkg/fault"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/tokenizer"
 )
 
@@ -32,6 +33,11 @@ type Prompter struct {
 // gives a Prompter that accepts only raw token ids.
 func NewPrompter(dir string) *Prompter {
 	p := &Prompter{dir: dir}
+	// The model type picks a built-in chat template for a checkpoint that
+	// ships none (gpt_oss: harmony), --tokenize-only included.
+	if cfg, err := modelconfig.Load(dir); err == nil {
+		p.modelType = cfg.ModelType
+	}
 	p.tok, p.tokErr = tokenizer.Load(dir)
 	return p
 }
