@@ -78,10 +78,13 @@ checkpoint's expert_sidecar/ (mach-export-sidecar writes it) instead of
 mapping them from the safetensors: non-expert weights stay resident, experts
 are read with direct I/O into a cache of --expert-cache-gb GB (10^9 bytes;
 default 4, or the whole sidecar when smaller; at least one layer of experts)
-evicted by --expert-policy (lrfu, the default; lru; layer-lru, the per-layer
-LRU baseline). A layer's reads start as soon as its router has run, and the
-next layer's likely experts are read speculatively. Each expert's checksum
-is verified on its first read. The output is identical to resident serving.
+evicted by --expert-policy: adaptive (the default: follows whichever of the
+others would have hit most lately), lrfu (decayed frequency), lru, or
+layer-lru (the per-layer LRU baseline). A layer's reads start as soon as its
+router has run; --expert-speculate also reads the next layer's likely
+experts (off by default: it cost more bandwidth than it saved in our
+measurements). Each expert's checksum is verified on its first read. The
+output is identical to resident serving.
 With --json, timings also hold expert_cache_hit_rate and expert_bytes_read
 (whole request), expert_decode_hit_rate, expert_bytes_read_per_token and
 expert_stall_ms_per_token (decoding), expert_read_latency_ms (mean),
@@ -126,7 +129,8 @@ func newApp(d deps) *cli.App {
 		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; a repo id must already be cached"},
 		&cli.BoolFlag{Name: "streaming", Usage: "stream routed experts from expert_sidecar/ (see EXPERT STREAMING)"},
 		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "expert cache budget in GB for --streaming (default 4, capped at the sidecar's size)"},
-		&cli.StringFlag{Name: "expert-policy", Value: "lrfu", Usage: "expert cache eviction for --streaming: lrfu, lru or layer-lru"},
+		&cli.StringFlag{Name: "expert-policy", Value: "adaptive", Usage: "expert cache eviction for --streaming: adaptive, lrfu, lru or layer-lru"},
+		&cli.BoolFlag{Name: "expert-speculate", Usage: "with --streaming, also read the next layer's likely experts"},
 	)
 	app.Action = func(c *cli.Context) error {
 		opts, err := parseOptions(c, d)
@@ -213,9 +217,10 @@ func parseOptions(c *cli.Context, d deps) (options, error) {
 	} else {
 		o.ExpertCacheBytes = int64(gb * 1e9)
 	}
-	if c.IsSet("expert-policy") && !o.Streaming {
-		return o, cliapp.Usagef("--expert-policy needs --streaming")
+	if (c.IsSet("expert-policy") || c.IsSet("expert-speculate")) && !o.Streaming {
+		return o, cliapp.Usagef("--expert-policy and --expert-speculate need --streaming")
 	}
+	o.ExpertSpeculate = c.Bool("expert-speculate")
 	p, err := expertstream.ParsePolicy(c.String("expert-policy"))
 	if err != nil {
 		return o, cliapp.Usagef("--expert-policy: %v", err)

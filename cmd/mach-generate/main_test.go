@@ -189,7 +189,8 @@ func TestRefusalsAndUsage(t *testing.T) {
 		{"unknown flag", []string{dir, "--prompt", "x", "--bogus"}, cliapp.ExitUsage, "bogus"},
 		{"streaming without sidecar", []string{dir, "--prompt", "x", "--streaming"}, cliapp.ExitIO, "needs expert_sidecar/ (mach-export-sidecar)"},
 		{"cache without streaming", []string{dir, "--prompt", "x", "--expert-cache-gb", "1"}, cliapp.ExitUsage, "with --streaming"},
-		{"policy without streaming", []string{dir, "--prompt", "x", "--expert-policy", "lru"}, cliapp.ExitUsage, "--expert-policy needs --streaming"},
+		{"policy without streaming", []string{dir, "--prompt", "x", "--expert-policy", "lru"}, cliapp.ExitUsage, "need --streaming"},
+		{"speculate without streaming", []string{dir, "--prompt", "x", "--expert-speculate"}, cliapp.ExitUsage, "need --streaming"},
 		{"bad policy", []string{dir, "--prompt", "x", "--streaming", "--expert-policy", "mru"}, cliapp.ExitUsage, "unknown eviction policy"},
 		{"unsupported arch", []string{other.Dir, "--prompt-tokens", "1"}, cliapp.ExitNo, "qwen3_5_moe forward pass not implemented in this build"},
 		{"missing dir", []string{"./no/such/dir", "--prompt", "x"}, cliapp.ExitIO, "no such directory"},
@@ -225,7 +226,7 @@ func TestStreaming(t *testing.T) {
 	_, err = export.Run(t.Context(), export.Options{Checkpoint: dir})
 	require.NoError(t, err)
 	args := []string{dir, "--prompt-tokens", enginetest.IDs(fx.InputIDs), "--max-tokens", "16", "--temperature", "0", "--kv-cache", "f32", "--json"}
-	out, stderr, code := runApp(t, nil, "", append(args, "--streaming", "--expert-cache-gb", "0.00001", "--expert-policy", "layer-lru")...)
+	out, stderr, code := runApp(t, nil, "", append(args, "--streaming", "--expert-cache-gb", "0.00001", "--expert-policy", "layer-lru", "--expert-speculate")...)
 	require.Equal(t, 0, code, stderr)
 	var res struct {
 		Tokens  []int32        `json:"tokens"`
@@ -250,7 +251,7 @@ func TestStreaming(t *testing.T) {
 	// --verbose prints the expert line.
 	_, stderr, code = runApp(t, nil, "", dir, "--prompt-tokens", "1,2,3", "--max-tokens", "4", "--streaming", "--verbose")
 	require.Equal(t, 0, code, stderr)
-	require.Contains(t, stderr, "experts:    streamed, lrfu cache")
+	require.Contains(t, stderr, "experts:    streamed, adaptive (following ")
 
 	// A corrupted expert fails with the layer and expert named (exit 4).
 	p := filepath.Join(dir, "expert_sidecar", "layer_00.bin")

@@ -57,6 +57,7 @@ type options struct {
 	Streaming                   bool
 	ExpertCacheBytes            int64
 	ExpertPolicy                expertstream.Policy
+	ExpertSpeculate             bool
 }
 
 func readLimited(path string) ([]byte, error) {
@@ -143,7 +144,7 @@ func run(ctx context.Context, d deps, o options, stdout, stderr io.Writer) error
 	}
 	eo := engine.Options{Loaders: d.loaders, Registry: d.registry, Threads: o.Threads, CacheType: cacheType}
 	if o.Streaming {
-		eo.Streaming = &expertstream.Options{CacheBytes: o.ExpertCacheBytes, Policy: o.ExpertPolicy}
+		eo.Streaming = &expertstream.Options{CacheBytes: o.ExpertCacheBytes, Policy: o.ExpertPolicy, Speculate: o.ExpertSpeculate}
 		eo.StoreLoaders = d.storeLoaders
 	}
 	e, err := engine.Load(ctx, dir, eo)
@@ -197,8 +198,12 @@ func run(ctx context.Context, d deps, o options, stdout, stderr io.Writer) error
 		}
 		if x := sum.Experts; x != nil {
 			t, dec := x.Total(), x.Decode
+			pol := string(t.Policy)
+			if t.Following != "" {
+				pol += " (following " + t.Following + ")"
+			}
 			fmt.Fprintf(stderr, "experts:    streamed, %s cache of %.2f GB, direct I/O %s; hit rate %.1f%% (decoding %.1f%%), %.2f GB read, %.1f MB per decoded token, mean read %.2f ms, stall %.1f ms per decoded token\n",
-				t.Policy, float64(t.CacheBytes)/1e9, cliapp.YesNo(t.DirectIO), 100*t.HitRate(), 100*dec.HitRate(), float64(t.BytesRead)/1e9,
+				pol, float64(t.CacheBytes)/1e9, cliapp.YesNo(t.DirectIO), 100*t.HitRate(), 100*dec.HitRate(), float64(t.BytesRead)/1e9,
 				perToken(dec.BytesRead, sum.DecodeSteps)/1e6, ms(t.MeanReadLatency()), perToken(int64(dec.Stall), sum.DecodeSteps)/1e6)
 		}
 	}

@@ -24,10 +24,13 @@ const (
 
 // entry is one (layer, expert) of the sidecar.
 type entry struct {
-	item
-	state state
-	slot  int32
-	pins  int32
+	id            int32
+	layer, expert int
+	state         state
+	slot          int32
+	pins          int32
+	// last is the step of the last demand.
+	last int64
 	// spec: loaded by speculation and not demanded since.
 	spec bool
 	// done is closed when the current load finishes; err is its result.
@@ -52,14 +55,17 @@ type counters struct {
 	demandReads, corruptions int64
 }
 
-// cache is the slot bookkeeping shared by the Store and the simulator: who
-// occupies which slot, what the policy evicts, what speculation loads.
-// It does no I/O and no locking (the Store holds its lock).
+// cache is the slot bookkeeping shared by the Store, the simulator and the
+// adaptive policy's shadows: who occupies which slot, what the policy
+// evicts, what speculation loads. It does no I/O and no locking (the Store
+// holds its lock).
 type cache struct {
+	sp      *ids
 	pol     policy
 	slots   int
 	free    []int32
 	owner   []*entry
+	byID    []*entry
 	entries map[int][]*entry
 	// next maps a MoE layer to the MoE layer after it (-1 for the last).
 	next map[int]int
@@ -67,33 +73,60 @@ type cache struct {
 	// lastLayer detects a new forward step (a layer at or below the last
 	// one seen).
 	lastLayer int
-	pred      *predictor
-	c         counters
+	// observed is the (step, layer) whose demand was last shown to the
+	// predictor and an observing policy.
+	observedStep  int64
+	observedLayer int
+	pred          *predictor
+	c             counters
 }
 
-func newCache(pol policy, slots int, layers map[int]int, speculate bool) *cache {
-	c := &cache{pol: pol, slots: slots, owner: make([]*entry, slots), entries: map[int][]*entry{}, next: map[int]int{}, lastLayer: -1}
-	idx := make([]int, 0, len(layers))
-	for l, n := range layers {
-		idx = append(idx, l)
-		es := make([]*entry, n)
+// newIDs numbers every (layer, expert) densely, layers ascending.
+func newIDs(layers map[int]int) *ids {
+	sp := &ids{base: map[int]int32{}, counts: layers}
+	for l := range layers {
+		sp.layers = append(sp.layers, l)
+	}
+	slices.Sort(sp.layers)
+	for _, l := range sp.layers {
+		sp.base[l] = int32(len(sp.layerOf))
+		for range layers[l] {
+			sp.layerOf = append(sp.layerOf, l)
+		}
+	}
+	return sp
+}
+
+func newCache(p Policy, halfLife float64, slots int, layers map[int]int, speculate bool) (*cache, error) {
+	sp := newIDs(layers)
+	pol, err := newPolicy(p, sp, slots, halfLife)
+	if err != nil {
+		return nil, err
+	}
+	return newCacheIDs(pol, slots, sp, speculate), nil
+}
+
+func newCacheIDs(pol policy, slots int, sp *ids, speculate bool) *cache {
+	c := &cache{sp: sp, pol: pol, slots: slots, owner: make([]*entry, slots), entries: map[int][]*entry{},
+		next: map[int]int{}, lastLayer: -1, observedStep: -1}
+	for i, l := range sp.layers {
+		es := make([]*entry, sp.counts[l])
 		for e := range es {
-			es[e] = &entry{item: item{layer: l, expert: e, pos: -1}, slot: -1, counted: -1}
+			x := &entry{id: sp.base[l] + int32(e), layer: l, expert: e, slot: -1, counted: -1, last: -1}
+			es[e] = x
+			c.byID = append(c.byID, x)
 		}
 		c.entries[l] = es
-	}
-	slices.Sort(idx)
-	for i, l := range idx {
 		c.next[l] = -1
-		if i+1 < len(idx) {
-			c.next[l] = idx[i+1]
+		if i+1 < len(sp.layers) {
+			c.next[l] = sp.layers[i+1]
 		}
 	}
 	for i := slots - 1; i >= 0; i-- {
 		c.free = append(c.free, int32(i))
 	}
 	if speculate {
-		c.pred = newPredictor(layers, c.next)
+		c.pred = newPredictor(sp.counts, c.next)
 	}
 	return c
 }
@@ -106,31 +139,25 @@ func (c *cache) tick(layer int) {
 	c.lastLayer = layer
 }
 
-func (c *cache) entry(layer, e int) (*entry, error) {
-	es := c.entries[layer]
-	if e < 0 || e >= len(es) {
-		return nil, fault.Mark(fmt.Errorf("expert store: layer %d has no expert %d (of %d)", layer, e, len(es)), fault.ErrIO)
-	}
-	return es[e], nil
+func (c *cache) evictable(id int32) bool {
+	x := c.byID[id]
+	return x.state == ready && x.pins == 0
 }
 
 // alloc finds a slot for x: a free one, or one the policy frees. spec
-// loads only take a victim the policy would rather lose. It returns -1
-// when nothing can be evicted now.
+// loads only take a victim worth replacing. It returns -1 when nothing can
+// be evicted now.
 func (c *cache) alloc(x *entry, spec bool) int32 {
 	if n := len(c.free); n > 0 {
 		s := c.free[n-1]
 		c.free = c.free[:n-1]
 		return s
 	}
-	v := c.pol.victim(x.layer, c.now, func(it *item) bool {
-		e := c.entries[it.layer][it.expert]
-		return e.state == ready && e.pins == 0
-	})
-	if v == nil {
+	v := c.pol.victim(x.layer, c.now, c.evictable)
+	if v < 0 {
 		return -1
 	}
-	victim := c.entries[v.layer][v.expert]
+	victim := c.byID[v]
 	if spec && !c.worthSpeculating(victim) {
 		return -1
 	}
@@ -149,7 +176,7 @@ func (c *cache) worthSpeculating(victim *entry) bool {
 }
 
 func (c *cache) evict(x *entry) {
-	c.pol.removed(&x.item)
+	c.pol.removed(x.id)
 	c.owner[x.slot] = nil
 	if x.spec {
 		c.c.specWasted++
@@ -163,8 +190,7 @@ func (c *cache) place(x *entry, s int32, spec bool) {
 	x.slot, x.state, x.spec = s, loading, spec
 	x.done, x.err = make(chan struct{}), nil
 	c.owner[s] = x
-	x.last = c.now
-	c.pol.inserted(&x.item, c.now, spec)
+	c.pol.inserted(x.id, c.now, spec)
 	if spec {
 		c.c.specReads++
 	} else {
@@ -177,18 +203,34 @@ func (c *cache) drop(x *entry) {
 	if x.slot < 0 {
 		return
 	}
-	c.pol.removed(&x.item)
+	c.pol.removed(x.id)
 	c.owner[x.slot] = nil
 	c.free = append(c.free, x.slot)
 	x.state, x.slot, x.spec, x.bound = absent, -1, false, nil
 }
 
+// access records a demand of x in this step (policy and statistics see
+// each expert once per step, however many times a layer asks).
+func (c *cache) access(x *entry) {
+	c.pol.accessed(x.id, c.now)
+	x.last = c.now
+}
+
 // demand records that layer needs experts now: it counts hits and misses
-// (once per step), marks the policy access, pins them when pin is set,
-// and returns the entries that must be read, each already placed in a
-// slot. A miss with no slot to take is returned in wait; the caller
-// retries it once a load or a pin ends.
+// (once per step), tells the policy, pins them when pin is set, and
+// returns the entries that must be read, each already placed in a slot. A
+// miss with no slot to take is returned in wait; the caller retries it
+// once a load or a pin ends.
 func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry, err error) {
+	for _, e := range experts {
+		es := c.entries[layer]
+		if e < 0 || e >= len(es) {
+			return nil, nil, fault.Mark(fmt.Errorf("expert store: layer %d has no expert %d (of %d)", layer, e, len(es)), fault.ErrIO)
+		}
+		if x := es[e]; x.corrupt != nil {
+			return nil, nil, x.corrupt
+		}
+	}
 	var held []*entry
 	defer func() {
 		for _, x := range held {
@@ -196,20 +238,15 @@ func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry
 		}
 	}()
 	for _, e := range experts {
-		x, err := c.entry(layer, e)
-		if err != nil {
-			return nil, nil, err
-		}
-		if x.corrupt != nil {
-			return nil, nil, x.corrupt
-		}
-	}
-	for _, e := range experts {
 		x := c.entries[layer][e]
-		if pin {
-			x.pins++
+		// Pinned at least while the rest is placed, so a later miss of
+		// the same layer cannot evict an earlier one.
+		x.pins++
+		if !pin {
+			held = append(held, x)
 		}
-		if x.counted != c.now {
+		first := x.counted != c.now
+		if first {
 			x.counted = c.now
 			c.c.requests++
 			if x.state == absent {
@@ -219,18 +256,12 @@ func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry
 				if x.spec {
 					c.c.specHits++
 				}
+				c.access(x)
 			}
 		}
 		x.spec = false
 		if x.state != absent {
-			c.pol.accessed(&x.item, c.now)
 			continue
-		}
-		// Pin while allocating the rest so a later miss of the same
-		// layer cannot evict an earlier one.
-		if !pin {
-			x.pins++
-			held = append(held, x)
 		}
 		s := c.alloc(x, false)
 		if s < 0 {
@@ -238,11 +269,17 @@ func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry
 			continue
 		}
 		c.place(x, s, false)
-		c.pol.accessed(&x.item, c.now)
+		c.access(x)
 		loads = append(loads, x)
 	}
-	if c.pred != nil {
-		c.pred.observe(layer, experts, c.now)
+	if c.observedStep != c.now || c.observedLayer != layer {
+		c.observedStep, c.observedLayer = c.now, layer
+		if c.pred != nil {
+			c.pred.observe(layer, experts, c.now)
+		}
+		if o, ok := c.pol.(observer); ok {
+			o.observe(layer, experts, c.now)
+		}
 	}
 	return loads, wait, nil
 }
@@ -258,7 +295,7 @@ func (c *cache) retry(x *entry) (placed, ok bool) {
 		return false, false
 	}
 	c.place(x, s, false)
-	c.pol.accessed(&x.item, c.now)
+	c.access(x)
 	return true, true
 }
 
@@ -286,6 +323,26 @@ func (c *cache) speculate(layer int, experts []int) []*entry {
 		out = append(out, x)
 	}
 	return out
+}
+
+// replay runs one access with instant reads (the simulator and the
+// adaptive policy's shadows): demand, read, speculate, unpin.
+func (c *cache) replay(layer int, experts []int) (stuck int) {
+	c.tick(layer)
+	loads, wait, err := c.demand(layer, experts, true)
+	if err != nil {
+		return len(experts)
+	}
+	for _, x := range loads {
+		x.state = ready
+	}
+	for _, x := range c.speculate(layer, experts) {
+		x.state = ready
+	}
+	for _, e := range experts {
+		c.entries[layer][e].pins--
+	}
+	return len(wait)
 }
 
 // resident counts the slots in use.

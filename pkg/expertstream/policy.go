@@ -3,7 +3,6 @@ package expertstream
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 )
 
@@ -19,148 +18,181 @@ const (
 	LRU Policy = "lru"
 	// LRFU ranks experts by their decayed access count (CRF, Lee et al.
 	// 2001): every access adds 1 and the sum halves every HalfLife forward
-	// steps, over one pool shared by all layers. It keeps experts a layer
-	// returns to often through bursts of one-off picks that push them out
-	// of an LRU, and lets layers whose routing repeats more hold more of
-	// the cache. Measured against LayerLRU in the streaming benchmark.
+	// steps, over one pool shared by all layers.
 	LRFU Policy = "lrfu"
+	// Adaptive replays the live demand through shadow caches (metadata
+	// only) of LayerLRU, LRU and LRFU at half-lives 2 to 32 steps, and
+	// evicts the way the one with the most hits lately would. Which of
+	// those wins depends on the model and the cache size (recency when
+	// topics shift, frequency when a few experts dominate), so following
+	// the best keeps the hit rate at or above the baseline's on every
+	// trace measured (make bench-streaming).
+	Adaptive Policy = "adaptive"
 )
 
 // Policies lists the policies, baseline first.
-func Policies() []Policy { return []Policy{LayerLRU, LRU, LRFU} }
+func Policies() []Policy { return []Policy{LayerLRU, LRU, LRFU, Adaptive} }
 
 // ParsePolicy parses a policy name.
 func ParsePolicy(s string) (Policy, error) {
+	var names []string
 	for _, p := range Policies() {
 		if string(p) == s {
 			return p, nil
 		}
-	}
-	names := make([]string, 0, 3)
-	for _, p := range Policies() {
 		names = append(names, string(p))
 	}
 	return "", fmt.Errorf("unknown eviction policy %q (want %s)", s, strings.Join(names, ", "))
 }
 
 // DefaultHalfLife is LRFU's half-life in forward steps (tokens when
-// decoding one sequence), chosen on the routing traces of
-// make bench-streaming.
-const DefaultHalfLife = 8
+// decoding one sequence).
+const DefaultHalfLife = 4
 
-// item is what a policy knows of one cached expert; the store embeds one
-// in each entry and the simulator keeps one per (layer, expert).
-type item struct {
-	layer, expert int
-	// LRU links.
-	prev, next *item
-	// LRFU: key = log2(crf at last) + λ·last orders items by their CRF
-	// at any later time, so it never needs updating between accesses.
-	key  float64
-	last int64
-	// pos is the item's index in the policy's resident slice (-1 when not
-	// resident).
-	pos int
-}
+// specAge ranks a speculative load like one access made this many steps
+// ago, so a guess never outranks an expert demanded since.
+const specAge = 4
 
-// policy decides which resident expert a load evicts. Times are forward
-// steps. Callers hold the store's lock.
+// policy decides which resident expert a load evicts. Experts are dense
+// ids (see cache); times are forward steps. Callers hold the store's lock.
 type policy interface {
-	// inserted: it now occupies a slot; spec marks a speculative load,
+	// inserted: id now occupies a slot; spec marks a speculative load,
 	// which ranks below anything demanded.
-	inserted(it *item, now int64, spec bool)
-	// accessed: a layer demanded it (a hit, or the miss just inserted).
-	accessed(it *item, now int64)
-	removed(it *item)
-	// victim returns the resident item to evict to make room in layer,
-	// among those evictable allows, or nil.
-	victim(layer int, now int64, evictable func(*item) bool) *item
+	inserted(id int32, now int64, spec bool)
+	// accessed: a layer demanded id (a hit, or the miss just inserted),
+	// once per step.
+	accessed(id int32, now int64)
+	removed(id int32)
+	// victim returns the resident id to evict to make room in layer,
+	// among those evictable allows, or -1.
+	victim(layer int, now int64, evictable func(int32) bool) int32
 }
 
-func newPolicy(p Policy, layers []int, slots int, halfLife float64) (policy, error) {
+// observer is a policy that also watches every layer's demand (once per
+// layer and step), hits included.
+type observer interface {
+	observe(layer int, experts []int, now int64)
+}
+
+// ids describes the id space: layerOf[id] is the MoE layer of id, base[l]
+// the first id of layer l.
+type ids struct {
+	layerOf []int
+	base    map[int]int32
+	layers  []int
+	counts  map[int]int
+}
+
+func newPolicy(p Policy, sp *ids, slots int, halfLife float64) (policy, error) {
 	switch p {
 	case LayerLRU:
-		return newLayerLRU(layers, slots), nil
+		return newLayerLRU(sp, slots), nil
 	case LRU:
-		return &lruPolicy{}, nil
+		return newLRU(len(sp.layerOf)), nil
 	case LRFU:
 		if halfLife <= 0 {
 			halfLife = DefaultHalfLife
 		}
-		return &lrfuPolicy{lambda: 1 / halfLife}, nil
+		return newLRFU(len(sp.layerOf), halfLife), nil
+	case Adaptive:
+		return newAdaptive(sp, slots), nil
 	}
 	return nil, fmt.Errorf("unknown eviction policy %q", p)
 }
 
-// list is an intrusive doubly linked list, most recent at the head.
+// links is an intrusive doubly linked list over ids, most recent at the
+// head; -1 ends it.
+type links struct {
+	prev, next []int32
+}
+
+func newLinks(n int) links {
+	l := links{prev: make([]int32, n), next: make([]int32, n)}
+	for i := range l.prev {
+		l.prev[i], l.next[i] = -1, -1
+	}
+	return l
+}
+
 type list struct {
-	head, tail *item
+	head, tail int32
 	n          int
 }
 
-func (l *list) pushFront(it *item) {
-	it.prev, it.next = nil, l.head
-	if l.head != nil {
-		l.head.prev = it
+func newList() list { return list{head: -1, tail: -1} }
+
+func (k *links) pushFront(l *list, id int32) {
+	k.prev[id], k.next[id] = -1, l.head
+	if l.head >= 0 {
+		k.prev[l.head] = id
 	} else {
-		l.tail = it
+		l.tail = id
 	}
-	l.head = it
+	l.head = id
 	l.n++
 }
 
-func (l *list) remove(it *item) {
-	if it.prev != nil {
-		it.prev.next = it.next
+func (k *links) pushBack(l *list, id int32) {
+	k.prev[id], k.next[id] = l.tail, -1
+	if l.tail >= 0 {
+		k.next[l.tail] = id
 	} else {
-		l.head = it.next
+		l.head = id
 	}
-	if it.next != nil {
-		it.next.prev = it.prev
+	l.tail = id
+	l.n++
+}
+
+func (k *links) remove(l *list, id int32) {
+	p, n := k.prev[id], k.next[id]
+	if p >= 0 {
+		k.next[p] = n
 	} else {
-		l.tail = it.prev
+		l.head = n
 	}
-	it.prev, it.next = nil, nil
+	if n >= 0 {
+		k.prev[n] = p
+	} else {
+		l.tail = p
+	}
+	k.prev[id], k.next[id] = -1, -1
 	l.n--
 }
 
-// oldest returns the least recent evictable item.
-func (l *list) oldest(evictable func(*item) bool) *item {
-	for it := l.tail; it != nil; it = it.prev {
-		if evictable(it) {
-			return it
+// oldest returns the least recent evictable id, or -1.
+func (k *links) oldest(l *list, evictable func(int32) bool) int32 {
+	for id := l.tail; id >= 0; id = k.prev[id] {
+		if evictable(id) {
+			return id
 		}
 	}
-	return nil
+	return -1
 }
 
-type lruPolicy struct{ l list }
+type lruPolicy struct {
+	links
+	l list
+}
 
-func (p *lruPolicy) inserted(it *item, _ int64, spec bool) {
+func newLRU(n int) *lruPolicy { return &lruPolicy{links: newLinks(n), l: newList()} }
+
+func (p *lruPolicy) inserted(id int32, _ int64, spec bool) {
 	if spec {
-		// A guess goes to the cold end: evicted first unless demanded.
-		it.prev, it.next = p.l.tail, nil
-		if p.l.tail != nil {
-			p.l.tail.next = it
-		} else {
-			p.l.head = it
-		}
-		p.l.tail = it
-		p.l.n++
+		p.pushBack(&p.l, id) // a guess goes to the cold end
 		return
 	}
-	p.l.pushFront(it)
+	p.pushFront(&p.l, id)
 }
 
-func (p *lruPolicy) accessed(it *item, _ int64) {
-	p.l.remove(it)
-	p.l.pushFront(it)
+func (p *lruPolicy) accessed(id int32, _ int64) {
+	p.remove(&p.l, id)
+	p.pushFront(&p.l, id)
 }
 
-func (p *lruPolicy) removed(it *item) { p.l.remove(it) }
+func (p *lruPolicy) removed(id int32) { p.remove(&p.l, id) }
 
-func (p *lruPolicy) victim(_ int, _ int64, evictable func(*item) bool) *item {
-	return p.l.oldest(evictable)
+func (p *lruPolicy) victim(_ int, _ int64, evictable func(int32) bool) int32 {
+	return p.oldest(&p.l, evictable)
 }
 
 // layerLRU partitions the slots equally between layers, each with its own
@@ -168,124 +200,222 @@ func (p *lruPolicy) victim(_ int, _ int64, evictable func(*item) bool) *item {
 // over its share (only possible while the cache fills, or after a layer
 // needed more than its share at once).
 type layerLRU struct {
+	links
+	sp    *ids
 	lists map[int]*list
 	quota int
 }
 
-func newLayerLRU(layers []int, slots int) *layerLRU {
-	p := &layerLRU{lists: map[int]*list{}, quota: max(1, slots/max(1, len(layers)))}
-	for _, l := range layers {
-		p.lists[l] = &list{}
+func newLayerLRU(sp *ids, slots int) *layerLRU {
+	p := &layerLRU{links: newLinks(len(sp.layerOf)), sp: sp, lists: map[int]*list{}, quota: max(1, slots/max(1, len(sp.layers)))}
+	for _, l := range sp.layers {
+		ls := newList()
+		p.lists[l] = &ls
 	}
 	return p
 }
 
-func (p *layerLRU) list(layer int) *list {
-	l := p.lists[layer]
-	if l == nil {
-		l = &list{}
-		p.lists[layer] = l
-	}
-	return l
-}
-
-func (p *layerLRU) inserted(it *item, _ int64, spec bool) {
-	l := p.list(it.layer)
+func (p *layerLRU) inserted(id int32, _ int64, spec bool) {
+	l := p.lists[p.sp.layerOf[id]]
 	if spec {
-		it.prev, it.next = l.tail, nil
-		if l.tail != nil {
-			l.tail.next = it
-		} else {
-			l.head = it
-		}
-		l.tail = it
-		l.n++
+		p.pushBack(l, id)
 		return
 	}
-	l.pushFront(it)
+	p.pushFront(l, id)
 }
 
-func (p *layerLRU) accessed(it *item, _ int64) {
-	l := p.list(it.layer)
-	l.remove(it)
-	l.pushFront(it)
+func (p *layerLRU) accessed(id int32, _ int64) {
+	l := p.lists[p.sp.layerOf[id]]
+	p.remove(l, id)
+	p.pushFront(l, id)
 }
 
-func (p *layerLRU) removed(it *item) { p.list(it.layer).remove(it) }
+func (p *layerLRU) removed(id int32) { p.remove(p.lists[p.sp.layerOf[id]], id) }
 
-func (p *layerLRU) victim(layer int, _ int64, evictable func(*item) bool) *item {
-	own := p.list(layer)
+func (p *layerLRU) victim(layer int, _ int64, evictable func(int32) bool) int32 {
+	own := p.lists[layer]
 	if own.n >= p.quota {
-		if it := own.oldest(evictable); it != nil {
-			return it
+		if id := p.oldest(own, evictable); id >= 0 {
+			return id
 		}
 	}
-	// Take from the layers furthest over their share first.
-	keys := make([]int, 0, len(p.lists))
-	for k := range p.lists {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b int) int { return p.lists[b].n - p.lists[a].n })
-	for _, k := range keys {
-		if k == layer && own.n < p.quota {
-			continue
+	// Take from the layer furthest over its share (ties: lowest index).
+	for {
+		best := -1
+		for _, l := range p.sp.layers {
+			ls := p.lists[l]
+			if (l == layer && own.n < p.quota) || ls.n == 0 {
+				continue
+			}
+			if best < 0 || ls.n > p.lists[best].n {
+				best = l
+			}
 		}
-		if it := p.lists[k].oldest(evictable); it != nil {
-			return it
+		if best < 0 {
+			return p.oldest(own, evictable)
 		}
+		if id := p.oldest(p.lists[best], evictable); id >= 0 {
+			return id
+		}
+		// Nothing evictable there: try the others, then give up.
+		for _, l := range p.sp.layers {
+			if id := p.oldest(p.lists[l], evictable); id >= 0 {
+				return id
+			}
+		}
+		return -1
 	}
-	return own.oldest(evictable)
 }
 
-// lrfuPolicy keeps the resident items in a slice and scans it for the
+// lrfuPolicy keeps the resident ids in a slice and scans it for the
 // smallest key: a miss costs O(slots) comparisons, microseconds next to
 // the read it triggers.
 type lrfuPolicy struct {
 	lambda   float64 // 1/half-life, in steps
-	resident []*item
+	key      []float64
+	last     []int64
+	pos      []int32
+	resident []int32
 }
 
-// specKey ranks a speculative load: the CRF of one access made this long
-// ago, so a guess never outranks an expert demanded since.
-const specAge = 4
+func newLRFU(n int, halfLife float64) *lrfuPolicy {
+	p := &lrfuPolicy{lambda: 1 / halfLife, key: make([]float64, n), last: make([]int64, n), pos: make([]int32, n)}
+	for i := range p.pos {
+		p.pos[i] = -1
+	}
+	return p
+}
 
-func (p *lrfuPolicy) inserted(it *item, now int64, spec bool) {
-	it.pos = len(p.resident)
-	p.resident = append(p.resident, it)
-	it.last = now
-	it.key = math.Inf(-1) // CRF 0: nothing accessed yet
+// The key of an id is log2(CRF at its last access) + λ·last: comparing
+// keys compares CRFs at any later time, so keys change only on access.
+func (p *lrfuPolicy) inserted(id int32, now int64, spec bool) {
+	p.pos[id] = int32(len(p.resident))
+	p.resident = append(p.resident, id)
+	p.last[id] = now
+	p.key[id] = math.Inf(-1) // no access yet: CRF 0
 	if spec {
-		it.key = p.lambda * float64(now-specAge)
+		p.key[id] = p.lambda * float64(now-specAge)
 	}
 }
 
-func (p *lrfuPolicy) accessed(it *item, now int64) {
-	// crf(now) = 1 + crf(last)·2^(-λ(now-last)); in log2 with the λ·t
-	// offset folded in: key = log2(crf(now)) + λ·now.
-	prev := it.key - p.lambda*float64(now) // log2(crf(last)) - λ(now-last)
-	crf := 1 + math.Exp2(prev)
-	if math.IsInf(prev, -1) {
-		crf = 1
+func (p *lrfuPolicy) accessed(id int32, now int64) {
+	crf := 1.0
+	if k := p.key[id]; !math.IsInf(k, -1) {
+		crf += math.Exp2(k - p.lambda*float64(now))
 	}
-	it.key = math.Log2(crf) + p.lambda*float64(now)
-	it.last = now
+	p.key[id] = math.Log2(crf) + p.lambda*float64(now)
+	p.last[id] = now
 }
 
-func (p *lrfuPolicy) removed(it *item) {
-	i := it.pos
-	last := len(p.resident) - 1
-	p.resident[i] = p.resident[last]
-	p.resident[i].pos = i
+func (p *lrfuPolicy) removed(id int32) {
+	i := p.pos[id]
+	last := int32(len(p.resident) - 1)
+	moved := p.resident[last]
+	p.resident[i] = moved
+	p.pos[moved] = i
 	p.resident = p.resident[:last]
-	it.pos = -1
+	p.pos[id] = -1
 }
 
-func (p *lrfuPolicy) victim(_ int, _ int64, evictable func(*item) bool) *item {
-	var best *item
-	for _, it := range p.resident {
-		if (best == nil || it.key < best.key || (it.key == best.key && it.last < best.last)) && evictable(it) {
-			best = it
+func (p *lrfuPolicy) victim(_ int, _ int64, evictable func(int32) bool) int32 {
+	best := int32(-1)
+	for _, id := range p.resident {
+		if best >= 0 && (p.key[id] > p.key[best] || (p.key[id] == p.key[best] && p.last[id] >= p.last[best])) {
+			continue
+		}
+		if evictable(id) {
+			best = id
 		}
 	}
 	return best
+}
+
+// adaptive follows whichever candidate policy would have hit most lately.
+// Every candidate tracks the real resident set (so any of them can name
+// the victim) and also runs its own shadow cache of the same capacity on
+// the demand stream, which is what its hits are counted on.
+type adaptive struct {
+	cands   []policy
+	shadows []*cache
+	score   []float64
+	decay   float64 // per observed layer demand
+	cur     int
+}
+
+// adaptiveMemory is how many steps a candidate's hits are remembered for
+// (the past decays by 1/e over that many steps).
+const adaptiveMemory = 128
+
+// adaptiveMargin is how much more (relative) a candidate must have hit
+// than the current one to take over, so ties do not flap.
+const adaptiveMargin = 0.01
+
+func adaptiveCandidates() []struct {
+	p  Policy
+	hl float64
+} {
+	return []struct {
+		p  Policy
+		hl float64
+	}{{LayerLRU, 0}, {LRU, 0}, {LRFU, 2}, {LRFU, 4}, {LRFU, 8}, {LRFU, 16}, {LRFU, 32}}
+}
+
+func newAdaptive(sp *ids, slots int) *adaptive {
+	a := &adaptive{decay: 1 - 1/float64(adaptiveMemory*max(1, len(sp.layers)))}
+	for _, c := range adaptiveCandidates() {
+		real, _ := newPolicy(c.p, sp, slots, c.hl)
+		shadowPol, _ := newPolicy(c.p, sp, slots, c.hl)
+		a.cands = append(a.cands, real)
+		a.shadows = append(a.shadows, newCacheIDs(shadowPol, slots, sp, false))
+		a.score = append(a.score, 0)
+	}
+	return a
+}
+
+func (a *adaptive) inserted(id int32, now int64, spec bool) {
+	for _, c := range a.cands {
+		c.inserted(id, now, spec)
+	}
+}
+
+func (a *adaptive) accessed(id int32, now int64) {
+	for _, c := range a.cands {
+		c.accessed(id, now)
+	}
+}
+
+func (a *adaptive) removed(id int32) {
+	for _, c := range a.cands {
+		c.removed(id)
+	}
+}
+
+func (a *adaptive) victim(layer int, now int64, evictable func(int32) bool) int32 {
+	return a.cands[a.cur].victim(layer, now, evictable)
+}
+
+// observe replays one layer's demand through every shadow and re-ranks
+// the candidates.
+func (a *adaptive) observe(layer int, experts []int, _ int64) {
+	for i, sh := range a.shadows {
+		hits := sh.c.hits
+		sh.replay(layer, experts)
+		a.score[i] = a.score[i]*a.decay + float64(sh.c.hits-hits)
+	}
+	best := a.cur
+	for i, s := range a.score {
+		if s > a.score[best]*(1+adaptiveMargin)+1e-9 {
+			best = i
+		}
+	}
+	a.cur = best
+}
+
+// current names the candidate in charge.
+func (a *adaptive) current() string {
+	c := adaptiveCandidates()[a.cur]
+	if c.p == LRFU {
+		return fmt.Sprintf("%s/%g", c.p, c.hl)
+	}
+	return string(c.p)
 }

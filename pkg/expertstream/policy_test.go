@@ -254,3 +254,42 @@ func TestConcurrentAcquire(t *testing.T) {
 	}
 	s.mu.Unlock()
 }
+
+// Adaptive follows whichever candidate suits the trace: frequency when a
+// hot set competes with one-off experts, recency when the working set
+// shifts. It stays close to the best candidate and never far below the
+// per-layer LRU baseline.
+func TestAdaptiveFollowsTheBest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	experts := map[int]int{0: 64, 1: 64}
+	hot := &Trace{Experts: experts}
+	shift := &Trace{Experts: experts}
+	for s := 0; s < 3000; s++ {
+		for _, l := range []int{0, 1} {
+			// Two of a hot set of six, two of the 58 others.
+			h := rng.Perm(6)[:2]
+			c := rng.Perm(58)[:2]
+			hot.Accesses = append(hot.Accesses, Access{Step: int64(s), Layer: l, Experts: []int{h[0], h[1], 6 + c[0], 6 + c[1]}})
+			// Four of a set of eight that moves every 40 steps.
+			base := (s / 40 * 8) % 56
+			p := rng.Perm(8)[:4]
+			shift.Accesses = append(shift.Accesses, Access{Step: int64(s), Layer: l, Experts: []int{base + p[0], base + p[1], base + p[2], base + p[3]}})
+		}
+	}
+	for name, tr := range map[string]*Trace{"hot set": hot, "shifting set": shift} {
+		best, baseline := 0.0, 0.0
+		for _, c := range adaptiveCandidates() {
+			r, err := Simulate(tr, SimOptions{Policy: c.p, HalfLife: c.hl, Slots: 20})
+			require.NoError(t, err)
+			best = max(best, r.HitRate())
+			if c.p == LayerLRU {
+				baseline = r.HitRate()
+			}
+		}
+		r, err := Simulate(tr, SimOptions{Policy: Adaptive, Slots: 20})
+		require.NoError(t, err)
+		t.Logf("%s: adaptive %.3f, best candidate %.3f, layer-lru %.3f", name, r.HitRate(), best, baseline)
+		require.Greater(t, r.HitRate(), best-0.02, name)
+		require.GreaterOrEqual(t, r.HitRate(), baseline-0.005, name)
+	}
+}

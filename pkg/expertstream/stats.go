@@ -63,6 +63,9 @@ type Stats struct {
 	Slots                   int
 	DirectIO                bool
 	Policy                  Policy
+	// Following is, for the Adaptive policy, the candidate it evicts by
+	// now ("lrfu/4" is LRFU with a half-life of 4 steps).
+	Following string
 }
 
 // Stats returns a snapshot of the counters.
@@ -77,7 +80,7 @@ func (s *Store) Stats() Stats {
 		ReadTime: s.io.readTime, ReadMax: s.io.readMax, ReadLatency: s.io.buckets,
 		Stall: s.io.stall, Stalls: s.io.stalls,
 		CacheBytes: int64(s.c.slots) * s.stride, CachedBytes: int64(s.c.resident()) * s.stride, Slots: s.c.slots,
-		DirectIO: s.DirectIO(), Policy: s.policy,
+		DirectIO: s.DirectIO(), Policy: s.policy, Following: s.following(),
 	}
 }
 
@@ -136,4 +139,11 @@ func (s Stats) StallPerStep() time.Duration {
 		return 0
 	}
 	return s.Stall / time.Duration(s.Steps)
+}
+
+func (s *Store) following() string {
+	if a, ok := s.c.pol.(*adaptive); ok {
+		return a.current()
+	}
+	return ""
 }

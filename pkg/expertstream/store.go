@@ -10,12 +10,13 @@
 //     drop their pages afterwards.
 //   - A layer's reads start as soon as its router has run (Prefetch) and
 //     run concurrently (Options.Readers at a time); Acquire waits only for
-//     what is still missing. Speculation then reads the next MoE layer's
-//     likely experts, predicted from which experts followed this layer's
-//     choice in earlier steps, into slots holding experts nobody demanded
-//     lately.
-//   - Eviction follows a Policy: LRFU by default, which beats the
-//     per-layer LRU baseline on recorded routing (make bench-streaming).
+//     what is still missing. Optionally (Options.Speculate) the next MoE
+//     layer's likely experts, predicted from which experts followed this
+//     layer's choice in earlier steps, are read too, into slots holding
+//     experts nobody demanded lately.
+//   - Eviction follows a Policy: Adaptive by default, which follows
+//     whichever of per-layer LRU (the published baseline), LRU and LRFU
+//     would have hit most lately (make bench-streaming measures them).
 //   - Each expert's CRC-32C is checked on its first read; a mismatch is a
 //     *sidecar.CorruptError naming the layer and expert, never garbage
 //     tokens. Missing or truncated layer files fail Open.
@@ -57,12 +58,15 @@ type Options struct {
 	// one full layer of experts if smaller, since a prefill step may
 	// demand every expert of a layer at once.
 	CacheBytes int64
-	// Policy is the eviction policy (default LRFU); HalfLife is LRFU's
+	// Policy is the eviction policy (default Adaptive); HalfLife is LRFU's
 	// half-life in forward steps (default DefaultHalfLife).
 	Policy   Policy
 	HalfLife float64
-	// NoSpeculation turns off the next-layer speculative reads.
-	NoSpeculation bool
+	// Speculate turns on the next-layer speculative reads. Off by
+	// default: on the traces make bench-streaming measures, fewer than
+	// half of the guesses were used, so they cost more bandwidth than
+	// the misses they saved.
+	Speculate bool
 	// SpecThreshold is the predicted probability above which an expert is
 	// read speculatively (default DefaultSpecThreshold).
 	SpecThreshold float64
@@ -127,7 +131,7 @@ func Open(dir string, b kernels.Backend, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, sidecar.LayoutName), err)
 	}
 	if opts.Policy == "" {
-		opts.Policy = LRFU
+		opts.Policy = Adaptive
 	}
 	if opts.Readers <= 0 {
 		opts.Readers = DefaultReaders
@@ -150,14 +154,13 @@ func Open(dir string, b kernels.Backend, opts Options) (*Store, error) {
 		log.Warn("expert cache budget is below one layer of experts; raised to one layer", "budget_bytes", budget, "raised_to_bytes", int64(maxLayer)*stride)
 		slots = maxLayer
 	}
-	pol, err := newPolicy(opts.Policy, layout.Indices(), slots, opts.HalfLife)
+	c, err := newCache(opts.Policy, opts.HalfLife, slots, counts, opts.Speculate)
 	if err != nil {
 		return nil, fault.Mark(err, fault.ErrUsage)
 	}
-	s := &Store{dir: dir, layout: layout, layers: map[int]sidecar.Layer{}, b: b, recipe: rc, files: map[int]*layerFile{},
+	s := &Store{c: c, dir: dir, layout: layout, layers: map[int]sidecar.Layer{}, b: b, recipe: rc, files: map[int]*layerFile{},
 		stride: stride, sem: make(chan struct{}, opts.Readers), pending: -1, policy: opts.Policy}
 	s.cond = sync.NewCond(&s.mu)
-	s.c = newCache(pol, slots, counts, !opts.NoSpeculation)
 	if s.c.pred != nil && opts.SpecThreshold > 0 {
 		s.c.pred.threshold = opts.SpecThreshold
 	}

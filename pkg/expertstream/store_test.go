@@ -98,10 +98,11 @@ func TestStreamingMatchesResident(t *testing.T) {
 			wantLogits, wantToks := generate(t, resident, fx.InputIDs, len(fx.Greedy))
 			require.Equal(t, fx.Greedy, wantToks)
 			for _, o := range []expertstream.Options{
-				{CacheBytes: 1, Policy: expertstream.LRFU, Log: quiet},
-				{CacheBytes: 1, Policy: expertstream.LayerLRU, NoSpeculation: true, Log: quiet},
+				{CacheBytes: 1, Policy: expertstream.LRFU, Speculate: true, Log: quiet},
+				{CacheBytes: 1, Policy: expertstream.LayerLRU, Log: quiet},
+				{CacheBytes: 1, Log: quiet},
 				{CacheBytes: 1, Policy: expertstream.LRU, Readers: 1, Log: quiet},
-				{Policy: expertstream.LRFU, BufferedIO: true},
+				{Policy: expertstream.Adaptive, Speculate: true, BufferedIO: true},
 			} {
 				cfg, err := modelconfig.Load(fx.Dir)
 				require.NoError(t, err)

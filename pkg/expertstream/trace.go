@@ -110,36 +110,21 @@ func (r SimResult) Reads() int64 { return r.Misses + r.SpecReads }
 // Simulate replays t through the store's own cache logic with instant
 // reads: the hit rate a policy would get on this routing.
 func Simulate(t *Trace, o SimOptions) (SimResult, error) {
-	layers := make([]int, 0, len(t.Experts))
-	for l := range t.Experts {
-		layers = append(layers, l)
-	}
-	slices.Sort(layers)
-	pol, err := newPolicy(o.Policy, layers, o.Slots, o.HalfLife)
+	c, err := newCache(o.Policy, o.HalfLife, o.Slots, t.Experts, o.Speculate)
 	if err != nil {
 		return SimResult{}, err
 	}
-	c := newCache(pol, o.Slots, t.Experts, o.Speculate)
 	if c.pred != nil && o.Threshold > 0 {
 		c.pred.threshold = o.Threshold
 	}
 	for _, a := range t.Accesses {
-		c.tick(a.Layer)
-		loads, wait, err := c.demand(a.Layer, a.Experts, true)
-		if err != nil {
-			return SimResult{}, err
-		}
-		if len(wait) > 0 {
-			return SimResult{}, fmt.Errorf("%w: %d slots cannot hold layer %d's %d experts of step %d", ErrCacheFull, o.Slots, a.Layer, len(a.Experts), a.Step)
-		}
-		for _, x := range loads {
-			x.state = ready
-		}
-		for _, x := range c.speculate(a.Layer, a.Experts) {
-			x.state = ready
-		}
 		for _, e := range a.Experts {
-			c.entries[a.Layer][e].pins--
+			if e < 0 || e >= t.Experts[a.Layer] {
+				return SimResult{}, fmt.Errorf("trace step %d: layer %d has no expert %d", a.Step, a.Layer, e)
+			}
+		}
+		if stuck := c.replay(a.Layer, a.Experts); stuck > 0 {
+			return SimResult{}, fmt.Errorf("%w: %d slots cannot hold layer %d's %d experts of step %d", ErrCacheFull, o.Slots, a.Layer, len(a.Experts), a.Step)
 		}
 	}
 	return SimResult{
