@@ -11,7 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// checkpointArg is CHECKPOINT: the argument or --checkpoint, not both.
+// checkpointArg is CHECKPOINT: the argument or --checkpoint, not both; ""
+// when neither is given (the default model).
 func checkpointArg(c *cli.Context) (string, error) {
 	arg, flag := c.Args().First(), c.String("checkpoint")
 	switch {
@@ -24,7 +25,7 @@ func checkpointArg(c *cli.Context) (string, error) {
 	case flag != "":
 		return flag, nil
 	}
-	return "", cliapp.Usagef("missing CHECKPOINT: a checkpoint directory or a Hugging Face repo id (or --checkpoint)")
+	return "", nil
 }
 
 // resolveOptions are the flags resolution reads.

@@ -18,7 +18,7 @@ import (
 
 func TestCheckpointArg(t *testing.T) {
 	parse := func(args ...string) (string, error) {
-		app := newApp()
+		app := newApp(defaultDeps())
 		set := flag.NewFlagSet("mach-serve", flag.ContinueOnError)
 		for _, f := range app.Flags {
 			require.NoError(t, f.Apply(set))
@@ -32,7 +32,10 @@ func TestCheckpointArg(t *testing.T) {
 	got, err = parse("--checkpoint", "org/name")
 	require.NoError(t, err)
 	require.Equal(t, "org/name", got)
-	for _, args := range [][]string{{}, {"a", "b"}, {"--checkpoint", "a", "b"}} {
+	got, err = parse()
+	require.NoError(t, err)
+	require.Empty(t, got, "none given: the default model")
+	for _, args := range [][]string{{"a", "b"}, {"--checkpoint", "a", "b"}, {"a", "--checkpoint", "b"}} {
 		_, err := parse(args...)
 		require.ErrorIs(t, err, fault.ErrUsage, args)
 	}

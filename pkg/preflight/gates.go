@@ -30,6 +30,12 @@ type Features struct {
 	// ResidentStacked: resident serving straight from stacked expert
 	// tensors.
 	ResidentStacked bool
+	// ResidentExperts: the resident expert store binds every routed expert
+	// from a per-expert (or engine) layout's own tensors and keeps it in
+	// memory, as mach-generate and mach-serve do without --streaming. No
+	// serving path of the seed's vocabulary names it, so it shows in
+	// openai_http's reason.
+	ResidentExperts bool
 	// BF16Streaming: streaming unquantized (bf16/f16/f32) experts.
 	BF16Streaming bool
 	// GGUFExperts2Bit: kernels for IQ2_XXS / IQ2_XS / Q2_K experts.
@@ -55,9 +61,10 @@ func ThisBuild(reg *registry.Registry) Build {
 	return Build{
 		Registry: reg,
 		Features: Features{
-			HTTPServer:        false,
+			HTTPServer:        true, // mach-serve (pkg/server, pkg/scheduler)
 			ExpertStreaming:   true, // pkg/expertstream, mach-generate --streaming
 			ResidentStacked:   false,
+			ResidentExperts:   true, // moe.Resident over per-expert tensors
 			BF16Streaming:     true, // the same store streams f32/f16/bf16 sidecars
 			GGUFExperts2Bit:   false,
 			Specdec:           false,
@@ -168,6 +175,14 @@ func (b Build) openAIHTTP(arch registry.Arch, in *checkpoint.Inspection) capabil
 			pending = append(pending, r.Reason)
 		case capability.Unknown:
 			undecided = true
+		}
+	}
+	if b.Features.ResidentExperts && in != nil && !in.Quant.IsGGUF2Bit() {
+		switch {
+		case in.WeightsInspected && (in.Layout == checkpoint.PerExpert || in.Layout == checkpoint.Engine):
+			return capability.Okf("registered architecture (routed experts resident in memory)")
+		case !in.WeightsInspected:
+			undecided = true // per-expert weights would load resident
 		}
 	}
 	switch {

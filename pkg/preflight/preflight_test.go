@@ -368,6 +368,7 @@ func TestReportJSONKeys(t *testing.T) {
 		require.NoError(t, json.Unmarshal(paths[string(p)], &res))
 		require.ElementsMatch(t, []string{"status", "reason"}, keys(res), "%s", p)
 	}
-	require.Equal(t, "null", string(m["serve_command"]))
-	require.False(t, r.Supported)
+	// Served with its experts resident (no sidecar, so no --streaming).
+	require.Equal(t, `"mach-serve --checkpoint /ckpt --target-only"`, string(m["serve_command"]))
+	require.True(t, r.Supported)
 }

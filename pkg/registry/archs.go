@@ -42,7 +42,9 @@ func Default() *Registry {
 			// pkg/model/gemma4: parity with transformers on the gemma4,
 			// gemma4_mlx4 and gemma4_ple fixtures, and batched steps over
 			// per-sequence rotating caches bit-identical to single ones.
-			Support: Support{Forward: true, Batching: true},
+			// pkg/scheduler: prefix reuse (cut back in the window or to a
+			// snapshot) gives the cold run's tokens on the gemma4 fixture.
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
 		},
 		Arch{
 			ModelType:        "gpt_oss",
@@ -60,8 +62,9 @@ func Default() *Registry {
 			// pkg/model/gptoss: parity with transformers on every gpt_oss
 			// fixture (f32, bf16, MXFP4 blocks, MLX), and batched steps of
 			// sequences crossing the sliding window over per-sequence
-			// rotating caches bit-identical to single ones.
-			Support: Support{Forward: true, Batching: true},
+			// rotating caches bit-identical to single ones. pkg/scheduler:
+			// prefix reuse gives the cold run's tokens on the gpt_oss fixture.
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
 		},
 		Arch{
 			ModelType:    "qwen3_5_moe",
@@ -89,8 +92,9 @@ func Default() *Registry {
 			Specdec:      SpecdecV7,
 			// pkg/model/qwen3moe: parity with transformers on every
 			// qwen3_moe fixture, and batched forward steps over
-			// per-sequence caches bit-identical to single ones.
-			Support: Support{Forward: true, Batching: true},
+			// per-sequence caches bit-identical to single ones. pkg/scheduler:
+			// prefix reuse gives the cold run's tokens on the qwen3_moe fixture.
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
 		},
 	)
 	if err != nil {

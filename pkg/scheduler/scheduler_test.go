@@ -60,9 +60,13 @@ func eventually(t *testing.T, cond func() bool, msg string) {
 	require.Eventually(t, cond, 2*time.Second, time.Millisecond, msg)
 }
 
-func loadFixture(t *testing.T) *engine.Engine {
+// realModels are the fixtures of every architecture the scheduler is
+// tested on, one per cache kind this build batches (standard, rotating).
+var realModels = []string{"qwen3_moe", "gemma4", "gpt_oss"}
+
+func loadFixture(t *testing.T, name string) *engine.Engine {
 	t.Helper()
-	dir := enginetest.Checkpoint(t, "qwen3_moe", nil)
+	dir := enginetest.Checkpoint(t, name, nil)
 	e, err := engine.Load(t.Context(), dir, engine.Options{Loaders: archs.Loaders(), CacheType: kernels.F32, PrefillChunk: 16})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.Close() })
@@ -85,7 +89,13 @@ func engineTokens(t *testing.T, e *engine.Engine, prompt []int32, maxTokens int)
 // at a time and all at once (batch invariance: a sequence's tokens do not
 // depend on what else is in the batch, chunked prefill mixed in).
 func TestBatchInvariance(t *testing.T) {
-	e := loadFixture(t)
+	for _, name := range realModels {
+		t.Run(name, func(t *testing.T) { testBatchInvariance(t, name) })
+	}
+}
+
+func testBatchInvariance(t *testing.T, name string) {
+	e := loadFixture(t, name)
 	vocab := e.Info().Vocab
 	rng := rand.New(rand.NewPCG(1, 2))
 	lengths := []int{5, 17, 40, 3, 64, 29, 11, 50}
@@ -130,7 +140,13 @@ func TestBatchInvariance(t *testing.T) {
 // its cache: the shared tokens are reported as cached and the output is
 // what a cold run gives.
 func TestPrefixReuseRealModel(t *testing.T) {
-	e := loadFixture(t)
+	for _, name := range realModels {
+		t.Run(name, func(t *testing.T) { testPrefixReuse(t, name) })
+	}
+}
+
+func testPrefixReuse(t *testing.T, name string) {
+	e := loadFixture(t, name)
 	vocab := e.Info().Vocab
 	rng := rand.New(rand.NewPCG(3, 4))
 	p1 := randomPrompt(rng, 40, vocab)
@@ -151,9 +167,17 @@ func TestPrefixReuseRealModel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, got, again)
 	require.Equal(t, len(p2)-1, res3.CachedTokens)
+	// A different continuation of the first prompt goes back to its end
+	// (a snapshot of the window or recurrent state where the cache needs
+	// one).
+	branch := append(append([]int32{}, p1...), randomPrompt(rng, 5, vocab)...)
+	got4, res4, err := generate(t.Context(), s, &Request{Prompt: branch, MaxTokens: 8})
+	require.NoError(t, err)
+	require.Equal(t, len(p1), res4.CachedTokens)
+	require.Equal(t, engineTokens(t, e, branch, 8), got4)
 	st := s.Stats()
-	require.Equal(t, uint64(res2.CachedTokens+res3.CachedTokens), st.PrefixHitTokens)
-	require.Equal(t, uint64(len(p1)+2*len(p2)), st.PromptTokens)
+	require.Equal(t, uint64(res2.CachedTokens+res3.CachedTokens+res4.CachedTokens), st.PrefixHitTokens)
+	require.Equal(t, uint64(len(p1)+2*len(p2)+len(branch)), st.PromptTokens)
 }
 
 func TestPrefixReuseFake(t *testing.T) {

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/defaultmodel"
+	"github.com/maniac-ai/mach/pkg/fixture"
+	"github.com/maniac-ai/mach/pkg/server/servertest"
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testDeps(env map[string]string) deps {
+	d := defaultDeps()
+	d.getenv = func(k string) string { return env[k] }
+	return d
+}
+
+// runApp runs mach-serve in-process until it exits.
+func runApp(ctx context.Context, d deps, args ...string) (stderr string, code int) {
+	app := newApp(d)
+	var errb syncBuffer
+	app.Writer, app.ErrWriter = io.Discard, &errb
+	code = cliapp.Run(ctx, app, cliapp.Interspersed(app, append([]string{"mach-serve"}, args...)), &errb)
+	return errb.String(), code
+}
+
+func scripted(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "scripted")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, servertest.Write(dir))
+	return dir
+}
+
+func TestRefusals(t *testing.T) {
+	deepseek, err := fixture.Dir()
+	require.NoError(t, err)
+	deepseek = filepath.Join(deepseek, "deepseek_v4")
+	dir := scripted(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"two checkpoints", []string{"a", "b"}, cliapp.ExitUsage, "want one CHECKPOINT"},
+		{"bad port", []string{dir, "--port", "70000"}, cliapp.ExitUsage, "--port"},
+		{"bad batch", []string{dir, "--max-batch", "0"}, cliapp.ExitUsage, "--max-batch"},
+		{"bad log format", []string{dir, "--log-format", "xml"}, cliapp.ExitUsage, "--log-format"},
+		{"bad backend", []string{dir, "--backend", "turbo"}, cliapp.ExitUsage, "--backend"},
+		{"cache without streaming", []string{dir, "--expert-cache-gb", "1"}, cliapp.ExitUsage, "needs --streaming"},
+		{"dflash", []string{dir, "--backend", "dflash"}, cliapp.ExitNotImplemented, "blocked: speculative decoding"},
+		{"draft without target-only", []string{dir, "--draft-dir", dir}, cliapp.ExitNotImplemented, "speculative decoding"},
+		{"unsupported architecture", []string{deepseek}, cliapp.ExitNo, "deepseek_v4 forward pass not implemented in this build"},
+		{"streaming without a sidecar", []string{dir, "--streaming"}, cliapp.ExitIO, "expert_sidecar"},
+		{"missing directory", []string{"./no/such/dir", "--local-only"}, cliapp.ExitIO, "no/such/dir"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stderr, code := runApp(t.Context(), testDeps(nil), tc.args...)
+			require.Equal(t, tc.code, code, stderr)
+			require.Contains(t, stderr, tc.msg)
+		})
+	}
+}
+
+// serve starts mach-serve and returns its base URL and a stop function
+// that returns the exit status and stderr.
+func serve(t *testing.T, env map[string]string, args ...string) (string, func() (int, string)) {
+	t.Helper()
+	d := testDeps(env)
+	addr := make(chan string, 1)
+	d.listening = func(a string) { addr <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	app := newApp(d)
+	var errb syncBuffer
+	app.Writer, app.ErrWriter = io.Discard, &errb
+	done := make(chan int, 1)
+	go func() {
+		done <- cliapp.Run(ctx, app, cliapp.Interspersed(app, append([]string{"mach-serve", "--port", "0"}, args...)), &errb)
+	}()
+	select {
+	case a := <-addr:
+		return "http://" + a, func() (int, string) {
+			cancel()
+			select {
+			case code := <-done:
+				return code, errb.String()
+			case <-time.After(10 * time.Second):
+				t.Fatal("mach-serve did not stop")
+				return 0, ""
+			}
+		}
+	case code := <-done:
+		cancel()
+		t.Fatalf("mach-serve exited with %d: %s", code, errb.String())
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("mach-serve did not start")
+	}
+	return "", nil
+}
+
+func getJSON(t *testing.T, url string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out
+}
+
+// Start-up logs the address, model and active paths; the API answers; a
+// cancelled context (SIGINT/SIGTERM) shuts down cleanly with status 0.
+func TestServeScripted(t *testing.T) {
+	dir := scripted(t)
+	url, stop := serve(t, nil, dir, "--log-format", "json", "--served-model-name", "tiny", "--max-batch", "4")
+	models := getJSON(t, url+"/v1/models")
+	require.Equal(t, "tiny", models["data"].([]any)[0].(map[string]any)["id"])
+	caps := getJSON(t, url+"/v1/capabilities")
+	paths := caps["paths"].(map[string]any)
+	http := paths["openai_http"].(map[string]any)
+	require.Equal(t, "ok", http["status"])
+	require.Equal(t, "registered architecture (routed experts resident in memory)", http["reason"], "mach check's reason for this checkpoint")
+	require.Equal(t, true, http["active"])
+	require.Equal(t, true, paths["continuous_batching"].(map[string]any)["active"])
+	require.Equal(t, false, paths["expert_streaming"].(map[string]any)["active"])
+	require.Equal(t, 4.0, caps["serving"].(map[string]any)["max_batch"])
+
+	resp, err := postJSON(url+"/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"Hi"}]}`)
+	require.NoError(t, err)
+	require.Contains(t, resp, servertest.Greeting)
+	code, stderr := stop()
+	require.Equal(t, cliapp.ExitOK, code, stderr)
+	var listening map[string]any
+	for _, line := range strings.Split(stderr, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
+			listening = rec
+		}
+	}
+	require.NotNil(t, listening, "a JSON record names the address:\n%s", stderr)
+	require.Contains(t, listening["addr"], "127.0.0.1:")
+	require.Equal(t, "tiny", listening["model"])
+	require.Equal(t, "continuous_batching,openai_http,prefix_kv_reuse", listening["active_paths"])
+	require.Contains(t, stderr, `"msg":"shutting down: draining in-flight requests"`)
+}
+
+func postJSON(url, body string) (string, error) {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// Without CHECKPOINT the default model is served.
+func TestServeDefaultModel(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "models", "default"))
+	require.NoError(t, err)
+	url, stop := serve(t, map[string]string{defaultmodel.EnvVar: dir}, "--api-key", "k")
+	req, _ := http.NewRequest(http.MethodGet, url+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer k")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var models map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&models))
+	resp.Body.Close()
+	require.Equal(t, "default", models["data"].([]any)[0].(map[string]any)["id"])
+	resp, err = http.Get(url + "/v1/models")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	code, stderr := stop()
+	require.Equal(t, cliapp.ExitOK, code, stderr)
+	require.Contains(t, stderr, "serving the default model")
+}
