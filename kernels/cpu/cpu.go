@@ -103,6 +103,7 @@ func (b *Backend) Capabilities() kernels.Capabilities {
 			{Kind: quant.F32}, {Kind: quant.F16}, {Kind: quant.BF16},
 			{Kind: quant.Affine}, // any bits, group size and scale type quant supports
 			{Kind: quant.MXFP4},
+			{Kind: quant.FP8}, // E4M3 with any group size and scale type (fp8.go)
 		},
 		CacheTypes: []kernels.DType{kernels.F32, kernels.F16, kernels.BF16},
 	}

@@ -81,6 +81,10 @@ func (b *Backend) dequantRow(w *weight, r int, dst []float32) {
 // formats; it computes exactly what quant.Matrix.DequantRow does.
 func dequantRowGo(m *quant.Matrix, r int, dst []float32) {
 	f := m.Format
+	if f.Kind == quant.FP8 {
+		dequantFP8Row(m, r, dst) // fp8.go
+		return
+	}
 	if f.Kind != quant.Affine || (f.Bits != 4 && f.Bits != 8) {
 		m.DequantRow(r, dst)
 		return

@@ -32,6 +32,7 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("MatMul", h.testMatMul)
 	t.Run("MatMulGrouped", h.testMatMulGrouped)
 	t.Run("MatMulWide", h.testMatMulWide)
+	t.Run("MatMulFP8", h.testMatMulFP8)
 	t.Run("Embed", h.testEmbed)
 	t.Run("RMSNorm", h.testRMSNorm)
 	t.Run("RoPE", h.testRoPE)

@@ -22,6 +22,7 @@ const (
 	BF16                   // bfloat16
 	Affine                 // MLX affine: w = scale·q + bias per group
 	MXFP4                  // E2M1 codes, E8M0 scale per 32 values
+	FP8                    // E4M3 codes, a scale per group of a row (see fp8.go)
 )
 
 func (k Kind) String() string {
@@ -36,6 +37,8 @@ func (k Kind) String() string {
 		return "affine"
 	case MXFP4:
 		return "mxfp4"
+	case FP8:
+		return "fp8"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -97,12 +100,14 @@ func (f Format) String() string {
 		return fmt.Sprintf("affine%d/g%d(%s)", f.Bits, f.GroupSize, f.Scale)
 	case MXFP4:
 		return fmt.Sprintf("mxfp4/g%d", f.GroupSize)
+	case FP8:
+		return fmt.Sprintf("fp8/g%d(%s)", f.GroupSize, f.Scale)
 	}
 	return f.Kind.String()
 }
 
 // Quantized reports whether f stores codes with per-group scales.
-func (f Format) Quantized() bool { return f.Kind == Affine || f.Kind == MXFP4 }
+func (f Format) Quantized() bool { return f.Kind == Affine || f.Kind == MXFP4 || f.Kind == FP8 }
 
 // ErrFormat is wrapped by errors about malformed or unsupported formats.
 var ErrFormat = errors.New("invalid weight format")
@@ -130,6 +135,10 @@ func (f Format) Validate(cols int) error {
 		}
 		if f.Scale != ScaleE8M0 {
 			return fmt.Errorf("%w: mxfp4 scales of type %s (want e8m0)", ErrFormat, f.Scale)
+		}
+	case FP8:
+		if err := validateFP8(f); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("%w: unknown kind %d", ErrFormat, f.Kind)
@@ -245,7 +254,8 @@ func readScale(b []byte, t ScaleType, i int) float32 {
 // DequantRow writes row r as f32 into dst[:Cols]. It is the reference the
 // kernels must reproduce: affine values are computed as float32(scale·q)
 // then + bias, each step rounded to f32 (as torch does on dequantized
-// tensors); MXFP4 values as e2m1(code)·2^(e-127), which is exact.
+// tensors); MXFP4 values as e2m1(code)·2^(e-127), which is exact; FP8 as
+// float32(e4m3(code))·float32(scale), one f32 product.
 func (m *Matrix) DequantRow(r int, dst []float32) {
 	dst = dst[:m.Cols]
 	rb := m.Format.RowBytes(m.Cols)
@@ -283,6 +293,14 @@ func (m *Matrix) DequantRow(r int, dst []float32) {
 			s := m.Scale(r, gi)
 			for i := gi * g; i < (gi+1)*g; i++ {
 				dst[i] = e2m1Values[row[i/2]>>(4*(i&1))&15] * s
+			}
+		}
+	case FP8:
+		g := m.Format.GroupSize
+		for gi := 0; gi < m.Groups(); gi++ {
+			s := m.Scale(r, gi)
+			for i := gi * g; i < (gi+1)*g; i++ {
+				dst[i] = e4m3Values[row[i]] * s
 			}
 		}
 	}
