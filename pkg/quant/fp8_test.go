@@ -33,15 +33,15 @@ func TestF32ToE4M3Rounding(t *testing.T) {
 		x    float32
 		want uint8
 	}{
-		{1.0625, 0x38},     // halfway 1 and 1.125: even mantissa (1.0)
-		{1.1875, 0x3a},     // halfway 1.125 and 1.25: even (1.25)
-		{1.07, 0x39},       // nearer 1.125
-		{1.5 / 512, 0x02},  // halfway subnormals 1/512 and 2/512: even
-		{0.4 / 512, 0x00},  // below half the smallest subnormal
-		{0.6 / 512, 0x01},  // above it
-		{1000, 0x7e},       // saturates
-		{-1000, 0xfe},      // saturates
-		{464, 0x7e},        // halfway 448 and the absent 480: saturates
+		{1.0625, 0x38},    // halfway 1 and 1.125: even mantissa (1.0)
+		{1.1875, 0x3a},    // halfway 1.125 and 1.25: even (1.25)
+		{1.07, 0x39},      // nearer 1.125
+		{1.5 / 512, 0x02}, // halfway subnormals 1/512 and 2/512: even
+		{0.4 / 512, 0x00}, // below half the smallest subnormal
+		{0.6 / 512, 0x01}, // above it
+		{1000, 0x7e},      // saturates
+		{-1000, 0xfe},     // saturates
+		{464, 0x7e},       // halfway 448 and the absent 480: saturates
 		{float32(math.Inf(1)), 0x7e},
 		{float32(math.Copysign(0, -1)), 0x80},
 	} {
