@@ -9,8 +9,10 @@
 //     and returns the view attention reads.
 //
 // Standard is the plain per-layer cache (f32, f16 or bf16 storage, grown on
-// demand up to a capacity). Rotating, hybrid and compressed caches implement
-// the same interface in later files.
+// demand up to a capacity); Rotating keeps only the window of sliding-window
+// layers beside full-attention ones (gpt_oss, gemma4); Hybrid adds the
+// recurrent state of linear-attention layers (qwen3_5_moe). Caches that
+// cannot cut back to any prefix implement Snapshotter.
 package kvcache
 
 import (
