@@ -105,9 +105,10 @@ type Store struct {
 	cond   *sync.Cond
 	c      *cache
 	closed bool
-	// pending is the layer whose Prefetch opened the current demand (-1
-	// when none), so its Acquire does not count a second step.
-	pending int
+	// open is the layer whose demand is under way: a Prefetch opens one
+	// (a new step when the layer is not after the last one), and the
+	// Acquires of that layer that follow belong to it.
+	open int
 	io      ioStats
 }
 
@@ -159,7 +160,7 @@ func Open(dir string, b kernels.Backend, opts Options) (*Store, error) {
 		return nil, fault.Mark(err, fault.ErrUsage)
 	}
 	s := &Store{c: c, dir: dir, layout: layout, layers: map[int]sidecar.Layer{}, b: b, recipe: rc, files: map[int]*layerFile{},
-		stride: stride, sem: make(chan struct{}, opts.Readers), pending: -1, policy: opts.Policy}
+		stride: stride, sem: make(chan struct{}, opts.Readers), open: -1, policy: opts.Policy}
 	s.cond = sync.NewCond(&s.mu)
 	if s.c.pred != nil && opts.SpecThreshold > 0 {
 		s.c.pred.threshold = opts.SpecThreshold
@@ -204,10 +205,8 @@ func (s *Store) Prefetch(_ context.Context, layer int, experts []int) {
 	if s.closed {
 		return
 	}
-	if s.pending != layer {
-		s.c.tick(layer)
-		s.pending = layer
-	}
+	s.c.tick(layer)
+	s.open = layer
 	// Pinned until the guesses are placed, so speculation cannot evict
 	// what this layer is about to use.
 	loads, _, err := s.c.demand(layer, experts, true)
@@ -231,11 +230,11 @@ func (s *Store) Acquire(ctx context.Context, layer int, experts []int) ([]*moe.E
 		s.mu.Unlock()
 		return nil, errors.New("expert store: closed")
 	}
-	prefetched := s.pending == layer
+	prefetched := s.open == layer
 	if !prefetched {
 		s.c.tick(layer)
+		s.open = layer
 	}
-	s.pending = -1
 	loads, wait, err := s.c.demand(layer, experts, true)
 	if err != nil {
 		s.mu.Unlock()
@@ -352,6 +351,20 @@ func (s *Store) Release(layer int, experts []int) {
 	s.mu.Unlock()
 }
 
+// Ready implements moe.Streamer: how many of experts, from the first, are
+// cached and read.
+func (s *Store) Ready(layer int, experts []int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	es := s.c.entries[layer]
+	for i, e := range experts {
+		if e < 0 || e >= len(es) || es[e].state != ready {
+			return i
+		}
+	}
+	return len(experts)
+}
+
 // startLoad reads x into its slot in the background (s.mu held).
 func (s *Store) startLoad(x *entry) {
 	slot, spec, verify := x.slot, x.spec, !x.verified
@@ -443,4 +456,4 @@ func (s *Store) Slots() (n int, bytes int64) { return s.c.slots, s.stride }
 // Policy returns the eviction policy in use.
 func (s *Store) Policy() Policy { return s.policy }
 
-var _ moe.Store = (*Store)(nil)
+var _ moe.Streamer = (*Store)(nil)

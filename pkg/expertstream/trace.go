@@ -33,7 +33,8 @@ func (t *Trace) Steps() int64 {
 }
 
 // Recorder is a moe.Store that records the routing trace of the store it
-// wraps.
+// wraps (from Prefetch, which the MoE block calls with each layer's whole
+// choice).
 type Recorder struct {
 	moe.Store
 	mu        sync.Mutex
@@ -51,8 +52,10 @@ func NewRecorder(s moe.Store, layers []int) *Recorder {
 	return r
 }
 
-// Acquire implements moe.Store, recording the demand.
-func (r *Recorder) Acquire(ctx context.Context, layer int, experts []int) ([]*moe.Expert, error) {
+// Prefetch implements moe.Store, recording the demand: the block
+// announces a layer's whole choice here before acquiring it (perhaps in
+// runs).
+func (r *Recorder) Prefetch(ctx context.Context, layer int, experts []int) {
 	r.mu.Lock()
 	if layer <= r.lastLayer || r.lastLayer < 0 {
 		r.step++
@@ -60,7 +63,16 @@ func (r *Recorder) Acquire(ctx context.Context, layer int, experts []int) ([]*mo
 	r.lastLayer = layer
 	r.trace.Accesses = append(r.trace.Accesses, Access{Step: r.step, Layer: layer, Experts: slices.Clone(experts)})
 	r.mu.Unlock()
-	return r.Store.Acquire(ctx, layer, experts)
+	r.Store.Prefetch(ctx, layer, experts)
+}
+
+// Ready implements moe.Streamer: the wrapped store's answer, or all of
+// them for a store that never waits.
+func (r *Recorder) Ready(layer int, experts []int) int {
+	if s, ok := r.Store.(moe.Streamer); ok {
+		return s.Ready(layer, experts)
+	}
+	return len(experts)
 }
 
 // Trace returns a copy of what was recorded.

@@ -131,27 +131,67 @@ func (m *Block) ForwardRouted(ctx context.Context, b kernels.Backend, ws *model.
 		return fmt.Errorf("moe layer %d: %w", m.Layer, err)
 	}
 	m.Store.Prefetch(ctx, m.Layer, d.Experts)
+	b.Fill(out, 0)
+	limit := m.MaxSlots
+	if limit <= 0 {
+		limit = defaultMaxSlots
+	}
+	if s, ok := m.Store.(Streamer); ok {
+		return m.streamed(ctx, b, ws, x, out, s, &d, limit)
+	}
 	experts, err := m.Store.Acquire(ctx, m.Layer, d.Experts)
 	if err != nil {
 		return fmt.Errorf("moe layer %d: %w", m.Layer, err)
 	}
 	defer m.Store.Release(m.Layer, d.Experts)
 
-	b.Fill(out, 0)
 	// Run the experts in consecutive runs of at most MaxSlots (token,
 	// expert) slots, so the intermediate buffers stay small for long
 	// prompts; every expert still runs once, and the outputs are summed
 	// per token in expert order as before.
-	limit := m.MaxSlots
-	if limit <= 0 {
-		limit = defaultMaxSlots
-	}
 	for a := 0; a < len(experts); {
 		e := a + 1
 		for e < len(experts) && d.Offs[e+1]-d.Offs[a] <= limit {
 			e++
 		}
 		if err := m.run(b, ws, x, out, experts[a:e], &d, a, e); err != nil {
+			return err
+		}
+		a = e
+	}
+	return nil
+}
+
+// Streamer is a Store whose Acquire may wait for reads (expert streaming).
+// The block then acquires the experts a run at a time, in expert order:
+// each run is the longest prefix of the rest that is ready (at least one
+// expert), so computing it overlaps the reads of the experts after it.
+// The runs and the order of the sums are the same as with one Acquire, so
+// the output is bit for bit the same.
+type Streamer interface {
+	Store
+	// Ready returns how many of experts, from the first, can be acquired
+	// without waiting.
+	Ready(layer int, experts []int) int
+}
+
+func (m *Block) streamed(ctx context.Context, b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor, s Streamer, d *Dispatch, limit int) error {
+	for a := 0; a < len(d.Experts); {
+		e := a + max(1, s.Ready(m.Layer, d.Experts[a:]))
+		for n := a + 1; n < e; n++ {
+			if d.Offs[n+1]-d.Offs[a] > limit {
+				e = n
+				break
+			}
+		}
+		ids := d.Experts[a:e]
+		experts, err := s.Acquire(ctx, m.Layer, ids)
+		if err != nil {
+			return fmt.Errorf("moe layer %d: %w", m.Layer, err)
+		}
+		err = m.run(b, ws, x, out, experts, d, a, e)
+		s.Release(m.Layer, ids)
+		if err != nil {
 			return err
 		}
 		a = e

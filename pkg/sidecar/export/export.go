@@ -259,6 +259,7 @@ func (w *writer) writeLayer(ctx context.Context, lp *layerPlan) ([]sidecar.Exper
 	if err != nil {
 		return nil, err
 	}
+	dropCache(path)
 	return entries, nil
 }
 
