@@ -109,7 +109,7 @@ type Store struct {
 	// (a new step when the layer is not after the last one), and the
 	// Acquires of that layer that follow belong to it.
 	open int
-	io      ioStats
+	io   ioStats
 }
 
 // Open opens the sidecar in dir for backend b. It fails when layout.json is
