@@ -98,6 +98,7 @@ func (b *Backend) Capabilities() kernels.Capabilities {
 			kernels.OpGroupedMatMul, kernels.OpAttentionSinks, kernels.OpAttentionSoftcap,
 			kernels.OpSlidingWindow, kernels.OpKeyPositions, kernels.OpRoPEInterleaved,
 			kernels.OpSiLULimited, kernels.OpGeLUTanh, kernels.OpRouteSigmoid, kernels.OpBatchInvariant,
+			kernels.OpSparseAttention, // sparse.go
 		},
 		Formats: []quant.Format{
 			{Kind: quant.F32}, {Kind: quant.F16}, {Kind: quant.BF16},

@@ -37,6 +37,7 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("RMSNorm", h.testRMSNorm)
 	t.Run("RoPE", h.testRoPE)
 	t.Run("Attention", h.testAttention)
+	t.Run("SparseAttention", h.testSparseAttention)
 	t.Run("Activate", h.testActivate)
 	t.Run("ActivateInterleaved", h.testActivateInterleaved)
 	t.Run("Elementwise", h.testElementwise)
