@@ -42,6 +42,10 @@ lint: ## gofmt check and go vet
 bench: ## run the benchmarks once; the engine's writes a Qwen3-30B-A3B-shaped checkpoint (MACH_BENCH_LAYERS layers, default 4) and reports bandwidth, decode and prefill speed, peak RSS
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
+.PHONY: bench-streaming
+bench-streaming: ## expert streaming from SSD: a 2 GB synthetic expert sidecar streamed through a cache a quarter its size with direct I/O; disk bandwidth, MB read/token, tok/s vs the I/O limit and resident, LRU vs default-policy hit rates (MACH_BENCH_DIR: scratch directory)
+	MACH_BENCH_STREAMING=full $(GO) test -run '^$$' -bench BenchmarkStreaming -benchtime 1x -timeout 30m ./pkg/expertstream/
+
 # The default model (models/default) goes where the binaries look for it:
 # PREFIX/share/mach/models/default, beside PREFIX/bin (pkg/defaultmodel).
 MODEL_SRC   := models/default
