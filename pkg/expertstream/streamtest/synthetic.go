@@ -49,7 +49,7 @@ type Routing struct {
 
 // DefaultRouting is the routing the benchmark uses.
 func DefaultRouting() Routing {
-	return Routing{Zipf: 0.6, Topics: 16, TopicExperts: 12, TopicBoost: 2.5, Noise: 1.0, TopicRun: 64}
+	return Routing{Zipf: 0.3, Topics: 16, TopicExperts: 16, TopicBoost: 1.5, Noise: 2.5, TopicRun: 48}
 }
 
 // ExpertBytes is one expert's stored size.
