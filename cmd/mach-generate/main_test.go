@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,22 +58,30 @@ func TestSeedExampleShape(t *testing.T) {
 }
 
 func TestGreedyTokensJSON(t *testing.T) {
-	fx, err := fixture.Load("qwen3_moe_mlx8")
-	require.NoError(t, err)
-	out, stderr, code := runApp(t, nil, "", fx.Dir, "--prompt-tokens", enginetest.IDs(fx.InputIDs),
-		"--max-tokens", "16", "--temperature", "0", "--kv-cache", "f32", "--json")
-	require.Equal(t, 0, code, stderr)
-	var res struct {
-		PromptTokens []int32 `json:"prompt_tokens"`
-		Tokens       []int32 `json:"tokens"`
-		Text         string  `json:"text"`
-		FinishReason string  `json:"finish_reason"`
+	for _, name := range []string{"qwen3_moe_mlx8", "qwen3_5_moe", "qwen3_5_moe_mlx4"} {
+		fx, err := fixture.Load(name)
+		require.NoError(t, err)
+		out, stderr, code := runApp(t, nil, "", fx.Dir, "--prompt-tokens", enginetest.IDs(fx.InputIDs),
+			"--max-tokens", "16", "--temperature", "0", "--kv-cache", "f32", "--json")
+		require.Equal(t, 0, code, "%s: %s", name, stderr)
+		var res struct {
+			PromptTokens []int32 `json:"prompt_tokens"`
+			Tokens       []int32 `json:"tokens"`
+			Text         string  `json:"text"`
+			FinishReason string  `json:"finish_reason"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &res))
+		require.Equal(t, fx.InputIDs, res.PromptTokens, name)
+		// The fixtures' end-of-sequence id is 2 (generation_config.json);
+		// generation stops there.
+		want, finish := fx.Greedy, "length"
+		if i := slices.Index(want, 2); i >= 0 {
+			want, finish = want[:i], "stop"
+		}
+		require.Equal(t, want, res.Tokens, name)
+		require.Empty(t, res.Text, "no tokenizer in the fixture directory")
+		require.Equal(t, finish, res.FinishReason, name)
 	}
-	require.NoError(t, json.Unmarshal([]byte(out), &res))
-	require.Equal(t, fx.InputIDs, res.PromptTokens)
-	require.Equal(t, fx.Greedy, res.Tokens)
-	require.Empty(t, res.Text, "no tokenizer in the fixture directory")
-	require.Equal(t, "length", res.FinishReason)
 }
 
 func TestVerboseAndStop(t *testing.T) {
@@ -168,7 +177,7 @@ func TestRepoIDDownload(t *testing.T) {
 
 func TestRefusalsAndUsage(t *testing.T) {
 	dir := enginetest.Checkpoint(t, "qwen3_moe", nil)
-	other, err := fixture.Load("qwen3_5_moe")
+	other, err := fixture.Load("deepseek_v4")
 	require.NoError(t, err)
 	tests := []struct {
 		name string
@@ -192,10 +201,10 @@ func TestRefusalsAndUsage(t *testing.T) {
 		{"policy without streaming", []string{dir, "--prompt", "x", "--expert-policy", "lru"}, cliapp.ExitUsage, "need --streaming"},
 		{"speculate without streaming", []string{dir, "--prompt", "x", "--expert-speculate"}, cliapp.ExitUsage, "need --streaming"},
 		{"bad policy", []string{dir, "--prompt", "x", "--streaming", "--expert-policy", "mru"}, cliapp.ExitUsage, "unknown eviction policy"},
-		{"unsupported arch", []string{other.Dir, "--prompt-tokens", "1"}, cliapp.ExitNo, "qwen3_5_moe forward pass not implemented in this build"},
+		{"unsupported arch", []string{other.Dir, "--prompt-tokens", "1"}, cliapp.ExitNo, "deepseek_v4 forward pass not implemented in this build"},
 		{"missing dir", []string{"./no/such/dir", "--prompt", "x"}, cliapp.ExitIO, "no such directory"},
 		{"context", []string{dir, "--prompt", "x", "--max-tokens", "100000"}, cliapp.ExitUsage, "exceeds the model's context"},
-		{"no tokenizer", []string{other.Dir[:len(other.Dir)-len("qwen3_5_moe")] + "qwen3_moe", "--prompt", "x"}, cliapp.ExitIO, "--prompt-tokens"},
+		{"no tokenizer", []string{other.Dir[:len(other.Dir)-len("deepseek_v4")] + "qwen3_moe", "--prompt", "x"}, cliapp.ExitIO, "--prompt-tokens"},
 	}
 	for _, tc := range tests {
 		_, stderr, code := runApp(t, nil, "", tc.args...)

@@ -166,11 +166,11 @@ func TestCancel(t *testing.T) {
 
 // Checkpoints this build cannot run are refused with mach check's reasons.
 func TestRefusals(t *testing.T) {
-	fx, err := fixture.Load("qwen3_5_moe")
+	fx, err := fixture.Load("deepseek_v4")
 	require.NoError(t, err)
 	_, err = engine.Load(t.Context(), fx.Dir, engine.Options{Loaders: archs.Loaders()})
 	require.ErrorIs(t, err, fault.ErrUnsupported)
-	require.Contains(t, err.Error(), "qwen3_5_moe forward pass not implemented in this build")
+	require.Contains(t, err.Error(), "deepseek_v4 forward pass not implemented in this build")
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type": "llama", "hidden_size": 8}`), 0o644))

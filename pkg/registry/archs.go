@@ -78,6 +78,12 @@ func Default() *Registry {
 			ModelModule:  modulePrefix + "qwen35moe",
 			KVCache:      KVHybridGDN,
 			Specdec:      SpecdecV7,
+			// pkg/model/qwen35moe: parity with transformers on the
+			// qwen3_5_moe, _bf16, _mlx and _mlx4 fixtures; batched steps
+			// over per-sequence hybrid caches bit-identical to single ones
+			// (there and through pkg/scheduler); prefix reuse through the
+			// scheduler restoring recurrent-state snapshots.
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
 		},
 		Arch{
 			ModelType:    "qwen3_moe",

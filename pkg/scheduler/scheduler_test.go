@@ -61,8 +61,9 @@ func eventually(t *testing.T, cond func() bool, msg string) {
 }
 
 // realModels are the fixtures of every architecture the scheduler is
-// tested on, one per cache kind this build batches (standard, rotating).
-var realModels = []string{"qwen3_moe", "gemma4", "gpt_oss"}
+// tested on, one per cache kind this build batches (standard, rotating,
+// hybrid_gdn).
+var realModels = []string{"qwen3_moe", "gemma4", "gpt_oss", "qwen3_5_moe"}
 
 func loadFixture(t *testing.T, name string) *engine.Engine {
 	t.Helper()

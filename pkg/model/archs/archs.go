@@ -11,6 +11,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/gemma4"
 	"github.com/maniac-ai/mach/pkg/model/gptoss"
+	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
 	"github.com/maniac-ai/mach/pkg/model/qwen3moe"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/moe"
@@ -19,9 +20,10 @@ import (
 // Loaders returns a loader for every implemented architecture.
 func Loaders() model.Loaders {
 	return model.Loaders{
-		qwen3moe.ModelType: qwen3moe.Loader,
-		gemma4.ModelType:   gemma4.Loader,
-		gptoss.ModelType:   gptoss.Loader,
+		qwen3moe.ModelType:  qwen3moe.Loader,
+		gemma4.ModelType:    gemma4.Loader,
+		gptoss.ModelType:    gptoss.Loader,
+		qwen35moe.ModelType: qwen35moe.Loader,
 	}
 }
 
@@ -38,6 +40,13 @@ func StoreLoaders() moe.StoreLoaders {
 		},
 		gptoss.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
 			m, err := gptoss.Load(ctx, dir, cfg, b, gptoss.LoadOptions{Store: store})
+			if err != nil {
+				return nil, err
+			}
+			return m, nil
+		},
+		qwen35moe.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
+			m, err := qwen35moe.Load(ctx, dir, cfg, b, qwen35moe.LoadOptions{Store: store})
 			if err != nil {
 				return nil, err
 			}
