@@ -29,8 +29,28 @@ build: ## build every binary into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(HEAVY_CMDS))
 
 .PHONY: test
-test: ## run every test (go test ./...)
+test: ## run every test: go test ./..., then the official openai client against mach-serve
 	$(GO) test ./...
+	$(MAKE) --no-print-directory test-openai-client
+
+# The official openai npm client (pinned in tools/openai-client) against a
+# started mach-serve: the default model and a scripted checkpoint whose
+# greedy output is a tool call. Needs node >= 20 and npm; fails loudly
+# without them unless MACH_SKIP_OPENAI_CLIENT=1.
+OPENAI_CLIENT := tools/openai-client
+
+.PHONY: test-openai-client
+test-openai-client: ## the official openai npm client against mach-serve (MACH_SKIP_OPENAI_CLIENT=1 skips)
+	@if [ "$$MACH_SKIP_OPENAI_CLIENT" = 1 ]; then echo "test-openai-client: skipped (MACH_SKIP_OPENAI_CLIENT=1)"; exit 0; fi; \
+	  command -v node >/dev/null && command -v npm >/dev/null || \
+	    { echo "test-openai-client: node and npm are needed (install Node.js >= 20, or set MACH_SKIP_OPENAI_CLIENT=1 to skip)" >&2; exit 1; }; \
+	  set -e; \
+	  if [ ! -f $(OPENAI_CLIENT)/node_modules/.package-lock.json ] || [ $(OPENAI_CLIENT)/package-lock.json -nt $(OPENAI_CLIENT)/node_modules/.package-lock.json ]; then \
+	    (cd $(OPENAI_CLIENT) && npm ci --no-audit --no-fund); fi; \
+	  mkdir -p $(BIN); $(GO) build -o $(BIN)/mach-serve ./cmd/mach-serve; \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  $(GO) run ./$(OPENAI_CLIENT)/scripted-model "$$tmp/scripted"; \
+	  node $(OPENAI_CLIENT)/test.mjs --serve $(BIN)/mach-serve --scripted "$$tmp/scripted"
 
 .PHONY: lint
 lint: ## gofmt check and go vet
@@ -41,6 +61,10 @@ lint: ## gofmt check and go vet
 .PHONY: bench
 bench: ## run the benchmarks once; the engine's writes a Qwen3-30B-A3B-shaped checkpoint (MACH_BENCH_LAYERS layers, default 4) and reports bandwidth, decode and prefill speed, peak RSS
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+.PHONY: bench-serve
+bench-serve: ## load test of mach-serve on loopback: 64 concurrent streaming chat clients, 128 requests on a synthetic qwen3_moe; aggregate tok/s, p50/p99 TTFT and inter-token latency, ratio to single-stream throughput (MACH_BENCH_CLIENTS, _REQUESTS, _TOKENS, _SECONDS)
+	$(GO) test -run '^$$' -bench BenchmarkServeLoad -benchtime 1x -timeout 30m ./pkg/server/
 
 .PHONY: bench-streaming
 bench-streaming: ## expert streaming from SSD: a 2 GB synthetic expert sidecar streamed through a cache a quarter its size with direct I/O; disk bandwidth, MB read/token, tok/s vs the I/O limit and resident, LRU vs default-policy hit rates (MACH_BENCH_DIR: scratch directory)

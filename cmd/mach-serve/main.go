@@ -106,7 +106,7 @@ func newApp(d deps) *cli.App {
 		&cli.IntFlag{Name: "context-length", Usage: "most tokens per sequence, prompt and output (default: the model's max_position_embeddings)"},
 		&cli.IntFlag{Name: "max-batch", Value: 8, Usage: "most sequences generating at once"},
 		&cli.IntFlag{Name: "max-queue", Value: 64, Usage: "most requests waiting for a slot before 429"},
-		&cli.IntFlag{Name: "step-tokens", Value: 512, Usage: "most tokens per forward step (decodes plus prefill chunks)"},
+		&cli.IntFlag{Name: "step-tokens", Value: 256, Usage: "most tokens per forward step (decodes plus prefill chunks; smaller keeps streams smoother while prompts prefill, larger prefills faster)"},
 		&cli.Float64Flag{Name: "kv-cache-gb", Usage: "KV cache budget in GB for running sequences and the prefix cache (default: max-batch full contexts)"},
 		&cli.BoolFlag{Name: "no-prefix-cache", Usage: "do not keep finished sequences for prefix reuse"},
 		&cli.StringFlag{Name: "kv-cache", Value: "f16", Usage: "key/value cache storage: f16 or f32"},

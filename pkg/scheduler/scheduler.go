@@ -48,7 +48,8 @@ type Options struct {
 	// MaxQueue is the most requests waiting for a slot (default 64).
 	MaxQueue int
 	// StepTokens is the most tokens one forward step takes: one per
-	// decoding sequence, the rest for prefill chunks (default 512).
+	// decoding sequence, the rest for prefill chunks (default 256). It
+	// bounds how long a step with prefill in it delays the running streams.
 	StepTokens int
 	// ContextLength is every sequence's capacity, prompt and output
 	// (default and maximum: the model's context).
@@ -167,7 +168,7 @@ func New(m model.Model, opts Options) (*Scheduler, error) {
 		opts.MaxQueue = 64
 	}
 	if opts.StepTokens <= 0 {
-		opts.StepTokens = 512
+		opts.StepTokens = 256
 	}
 	if opts.ContextLength <= 0 || (info.MaxContext > 0 && opts.ContextLength > info.MaxContext) {
 		if opts.ContextLength > info.MaxContext && info.MaxContext > 0 {
