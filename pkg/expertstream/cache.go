@@ -272,16 +272,23 @@ func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry
 		c.access(x)
 		loads = append(loads, x)
 	}
-	if c.observedStep != c.now || c.observedLayer != layer {
-		c.observedStep, c.observedLayer = c.now, layer
-		if c.pred != nil {
-			c.pred.observe(layer, experts, c.now)
-		}
-		if o, ok := c.pol.(observer); ok {
-			o.observe(layer, experts, c.now)
-		}
-	}
 	return loads, wait, nil
+}
+
+// observe shows layer's demand to the predictor and to an observing
+// policy, once per layer and step. The Store calls it after starting the
+// demand's reads, so the adaptive policy's shadow caches never delay them.
+func (c *cache) observe(layer int, experts []int) {
+	if c.observedStep == c.now && c.observedLayer == layer {
+		return
+	}
+	c.observedStep, c.observedLayer = c.now, layer
+	if c.pred != nil {
+		c.pred.observe(layer, experts, c.now)
+	}
+	if o, ok := c.pol.(observer); ok {
+		o.observe(layer, experts, c.now)
+	}
 }
 
 // retry places a miss demand could not place: placed says it now needs
@@ -333,6 +340,7 @@ func (c *cache) replay(layer int, experts []int) (stuck int) {
 	if err != nil {
 		return len(experts)
 	}
+	c.observe(layer, experts)
 	for _, x := range loads {
 		x.state = ready
 	}

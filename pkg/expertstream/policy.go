@@ -267,15 +267,15 @@ func (p *layerLRU) victim(layer int, _ int64, evictable func(int32) bool) int32 
 	}
 }
 
-// lrfuPolicy keeps the resident ids in a slice and scans it for the
-// smallest key: a miss costs O(slots) comparisons, microseconds next to
-// the read it triggers.
+// lrfuPolicy keeps the resident ids in a binary min-heap on their keys, so
+// a victim is found in O(1) and an access costs O(log slots); only when
+// the smallest key is pinned or still being read does it scan.
 type lrfuPolicy struct {
-	lambda   float64 // 1/half-life, in steps
-	key      []float64
-	last     []int64
-	pos      []int32
-	resident []int32
+	lambda float64 // 1/half-life, in steps
+	key    []float64
+	last   []int64
+	pos    []int32 // index in heap, -1 when not resident
+	heap   []int32
 }
 
 func newLRFU(n int, halfLife float64) *lrfuPolicy {
@@ -286,16 +286,59 @@ func newLRFU(n int, halfLife float64) *lrfuPolicy {
 	return p
 }
 
+// less orders by key, then by age.
+func (p *lrfuPolicy) less(a, b int32) bool {
+	ka, kb := p.key[a], p.key[b]
+	return ka < kb || (ka == kb && p.last[a] < p.last[b])
+}
+
+func (p *lrfuPolicy) swap(i, j int) {
+	h := p.heap
+	h[i], h[j] = h[j], h[i]
+	p.pos[h[i]], p.pos[h[j]] = int32(i), int32(j)
+}
+
+func (p *lrfuPolicy) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !p.less(p.heap[i], p.heap[parent]) {
+			return
+		}
+		p.swap(i, parent)
+		i = parent
+	}
+}
+
+func (p *lrfuPolicy) down(i int) {
+	n := len(p.heap)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && p.less(p.heap[r], p.heap[l]) {
+			m = r
+		}
+		if !p.less(p.heap[m], p.heap[i]) {
+			return
+		}
+		p.swap(i, m)
+		i = m
+	}
+}
+
 // The key of an id is log2(CRF at its last access) + λ·last: comparing
 // keys compares CRFs at any later time, so keys change only on access.
 func (p *lrfuPolicy) inserted(id int32, now int64, spec bool) {
-	p.pos[id] = int32(len(p.resident))
-	p.resident = append(p.resident, id)
 	p.last[id] = now
 	p.key[id] = math.Inf(-1) // no access yet: CRF 0
 	if spec {
 		p.key[id] = p.lambda * float64(now-specAge)
 	}
+	p.pos[id] = int32(len(p.heap))
+	p.heap = append(p.heap, id)
+	p.up(len(p.heap) - 1)
 }
 
 func (p *lrfuPolicy) accessed(id int32, now int64) {
@@ -305,25 +348,36 @@ func (p *lrfuPolicy) accessed(id int32, now int64) {
 	}
 	p.key[id] = math.Log2(crf) + p.lambda*float64(now)
 	p.last[id] = now
+	if i := int(p.pos[id]); i >= 0 {
+		p.down(i) // the key only grows
+		p.up(int(p.pos[id]))
+	}
 }
 
 func (p *lrfuPolicy) removed(id int32) {
-	i := p.pos[id]
-	last := int32(len(p.resident) - 1)
-	moved := p.resident[last]
-	p.resident[i] = moved
-	p.pos[moved] = i
-	p.resident = p.resident[:last]
+	i := int(p.pos[id])
+	last := len(p.heap) - 1
+	if i != last {
+		p.swap(i, last)
+	}
+	p.heap = p.heap[:last]
 	p.pos[id] = -1
+	if i < last {
+		p.down(i)
+		p.up(i)
+	}
 }
 
 func (p *lrfuPolicy) victim(_ int, _ int64, evictable func(int32) bool) int32 {
+	if len(p.heap) == 0 {
+		return -1
+	}
+	if id := p.heap[0]; evictable(id) {
+		return id
+	}
 	best := int32(-1)
-	for _, id := range p.resident {
-		if best >= 0 && (p.key[id] > p.key[best] || (p.key[id] == p.key[best] && p.last[id] >= p.last[best])) {
-			continue
-		}
-		if evictable(id) {
+	for _, id := range p.heap {
+		if (best < 0 || p.less(id, best)) && evictable(id) {
 			best = id
 		}
 	}

@@ -216,6 +216,7 @@ func (s *Store) Prefetch(_ context.Context, layer int, experts []int) {
 	for _, x := range loads {
 		s.startLoad(x)
 	}
+	s.c.observe(layer, experts)
 	for _, x := range s.c.speculate(layer, experts) {
 		s.startLoad(x)
 	}
@@ -244,6 +245,7 @@ func (s *Store) Acquire(ctx context.Context, layer int, experts []int) ([]*moe.E
 		s.startLoad(x)
 	}
 	if !prefetched {
+		s.c.observe(layer, experts)
 		for _, x := range s.c.speculate(layer, experts) {
 			s.startLoad(x)
 		}

@@ -163,11 +163,10 @@ func (m *Block) ForwardRouted(ctx context.Context, b kernels.Backend, ws *model.
 }
 
 // Streamer is a Store whose Acquire may wait for reads (expert streaming).
-// The block then acquires the experts a run at a time, in expert order:
-// each run is the longest prefix of the rest that is ready (at least one
-// expert), so computing it overlaps the reads of the experts after it.
-// The runs and the order of the sums are the same as with one Acquire, so
-// the output is bit for bit the same.
+// The block then computes the experts already read first — the longest
+// ready prefix, in expert order — while the reads of the rest complete,
+// then acquires and computes the rest. The runs and the order of the sums
+// are the same as with one Acquire, so the output is bit for bit the same.
 type Streamer interface {
 	Store
 	// Ready returns how many of experts, from the first, can be acquired
@@ -176,25 +175,32 @@ type Streamer interface {
 }
 
 func (m *Block) streamed(ctx context.Context, b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor, s Streamer, d *Dispatch, limit int) error {
-	for a := 0; a < len(d.Experts); {
-		e := a + max(1, s.Ready(m.Layer, d.Experts[a:]))
-		for n := a + 1; n < e; n++ {
-			if d.Offs[n+1]-d.Offs[a] > limit {
-				e = n
-				break
-			}
-		}
-		ids := d.Experts[a:e]
+	n := len(d.Experts)
+	// At most two parts (each cut further by limit), so splitting costs
+	// one more pass of the pipeline, not one per expert.
+	parts := []int{0, n}
+	if r := s.Ready(m.Layer, d.Experts); r > 0 && r < n {
+		parts = []int{0, r, n}
+	}
+	for p := 0; p+1 < len(parts); p++ {
+		lo, hi := parts[p], parts[p+1]
+		ids := d.Experts[lo:hi]
 		experts, err := s.Acquire(ctx, m.Layer, ids)
 		if err != nil {
 			return fmt.Errorf("moe layer %d: %w", m.Layer, err)
 		}
-		err = m.run(b, ws, x, out, experts, d, a, e)
+		for a := lo; a < hi && err == nil; {
+			e := a + 1
+			for e < hi && d.Offs[e+1]-d.Offs[a] <= limit {
+				e++
+			}
+			err = m.run(b, ws, x, out, experts[a-lo:e-lo], d, a, e)
+			a = e
+		}
 		s.Release(m.Layer, ids)
 		if err != nil {
 			return err
 		}
-		a = e
 	}
 	return nil
 }
