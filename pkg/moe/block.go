@@ -125,6 +125,20 @@ func (m *Block) ForwardRouted(ctx context.Context, b kernels.Backend, ws *model.
 			wts[i] *= m.ExpertScale[e]
 		}
 	}
+	return m.ForwardChosen(ctx, b, ws, x, out, idx, wts)
+}
+
+// ForwardChosen runs the experts already chosen for each row of x —
+// idx and wts hold K expert ids and weights per row, row-major — and
+// writes their weighted sum into out (DeepSeek-V4's hash layers choose by
+// token id, not by the router). The router, Mask and ExpertScale are not
+// used.
+func (m *Block) ForwardChosen(ctx context.Context, b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor, idx []int32, wts []float32) error {
+	t, k := x.Rows, m.Routing.K
+	ne := m.Store.Experts(m.Layer)
+	if len(idx) != t*k || len(wts) != t*k {
+		return fmt.Errorf("moe layer %d: %d expert ids and %d weights for %d rows of %d", m.Layer, len(idx), len(wts), t, k)
+	}
 	var d Dispatch
 	d.Rows, d.Weights = ws.Int32s("moe.rows", t*k), ws.Float32s("moe.slotw", t*k)
 	if err := Plan(idx, wts, k, ne, &d); err != nil {
