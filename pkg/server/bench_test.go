@@ -228,7 +228,10 @@ func BenchmarkServeLoad(b *testing.B) {
 	for b.Loop() {
 		wall1, res1 := phase(1, singleN, 0)
 		single, ttft1, itl1, done1 := summarize(wall1, res1)
+		st0 := sched.Stats()
 		wallN, resN := phase(clients, requests, singleN)
+		st := sched.Stats()
+		steps, rows := st.Steps-st0.Steps, st.StepTokens-st0.StepTokens
 		agg, ttftN, itlN, doneN := summarize(wallN, resN)
 		if done1 == 0 || doneN == 0 {
 			b.Fatalf("no request finished (single %d of %d, loaded %d of %d)", done1, singleN, doneN, requests)
@@ -242,26 +245,13 @@ func BenchmarkServeLoad(b *testing.B) {
 		b.ReportMetric(ms(percentile(itlN, 0.5)), "p50_itl_ms")
 		b.ReportMetric(ms(percentile(itlN, 0.99)), "p99_itl_ms")
 		b.ReportMetric(0, "ns/op")
-		st := sched.Stats()
-		if os.Getenv("MACH_BENCH_DEBUG") != "" {
-			resp, err := http.Get(url + "/metrics")
-			if err == nil {
-				sc := bufio.NewScanner(resp.Body)
-				for sc.Scan() {
-					if l := sc.Text(); strings.HasPrefix(l, "mach_time_to_first_token_seconds_sum") || strings.HasPrefix(l, "mach_time_to_first_token_seconds_count") || strings.HasPrefix(l, "mach_inter_token") {
-						b.Log(l)
-					}
-				}
-				resp.Body.Close()
-			}
-		}
 		b.Logf("synthetic qwen3_moe (hidden %d, %d layers, %d experts top-%d, vocab %d, 4-bit), %s, GOMAXPROCS %d",
 			shape.Hidden, shape.Layers, shape.Experts, shape.TopK, shape.Vocab, e.Info().Backend, runtimeProcs())
 		b.Logf("single stream: %d/%d requests, %.1f tok/s, TTFT p50 %.1f ms, ITL p50 %.2f ms p99 %.2f ms",
 			done1, singleN, single, ms(percentile(ttft1, 0.5)), ms(percentile(itl1, 0.5)), ms(percentile(itl1, 0.99)))
-		b.Logf("%d clients: %d/%d requests of %d tokens in %.1f s: %.1f tok/s aggregate (%.2fx single stream), TTFT p50 %.0f ms p99 %.0f ms, ITL p50 %.1f ms p99 %.1f ms; %d steps, %.1f tokens/step",
+		b.Logf("%d clients: %d/%d requests of %d tokens in %.1f s: %.1f tok/s aggregate (%.2fx single stream), TTFT p50 %.0f ms p99 %.0f ms, ITL p50 %.1f ms p99 %.1f ms; %d forward steps, %.1f tokens/step",
 			clients, doneN, requests, maxTokens, wallN.Seconds(), agg, agg/single, ms(percentile(ttftN, 0.5)), ms(percentile(ttftN, 0.99)),
-			ms(percentile(itlN, 0.5)), ms(percentile(itlN, 0.99)), st.Steps, float64(st.StepTokens)/float64(max(st.Steps, 1)))
+			ms(percentile(itlN, 0.5)), ms(percentile(itlN, 0.99)), steps, float64(rows)/float64(max(steps, 1)))
 	}
 }
 
