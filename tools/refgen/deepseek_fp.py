@@ -469,6 +469,9 @@ def main():
         return self_test()
     if not args.out:
         ap.error("--out is required")
+    # Import transformers (and through it the real tokenizers package) before
+    # this directory joins sys.path: tools/refgen/tokenizers.py would shadow it.
+    import transformers  # noqa: F401
     sys.path.insert(0, HERE)
     import models as refgen  # tools/refgen/models.py: build, margins, references, fixture writer
 
