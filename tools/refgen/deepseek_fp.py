@@ -469,11 +469,12 @@ def main():
         return self_test()
     if not args.out:
         ap.error("--out is required")
-    # Import transformers (and through it the real tokenizers package) before
-    # this directory joins sys.path: tools/refgen/tokenizers.py would shadow it.
-    import transformers  # noqa: F401
-    sys.path.insert(0, HERE)
-    import models as refgen  # tools/refgen/models.py: build, margins, references, fixture writer
+    # Load models.py by path: putting this directory on sys.path would let
+    # tools/refgen/tokenizers.py shadow the tokenizers package transformers imports.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("refgen_models", os.path.join(HERE, "models.py"))
+    refgen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refgen)  # tools/refgen/models.py: build, margins, references, fixture writer
 
     torch.set_num_threads(min(16, os.cpu_count() or 1))
     refgen.log(f"transformers {refgen.transformers.__version__}, torch {torch.__version__}")
