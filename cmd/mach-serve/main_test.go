@@ -15,7 +15,6 @@ import (
 
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	"github.com/maniac-ai/mach/pkg/defaultmodel"
-	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/server/servertest"
 	"github.com/stretchr/testify/require"
 )
@@ -62,10 +61,12 @@ func scripted(t *testing.T) string {
 }
 
 func TestRefusals(t *testing.T) {
-	deepseek, err := fixture.Dir()
-	require.NoError(t, err)
-	deepseek = filepath.Join(deepseek, "deepseek_v4")
 	dir := scripted(t)
+	// A model_type mach does not know: refused before anything loads, with
+	// the registry's reason (as mach check says it).
+	unknown := filepath.Join(t.TempDir(), "mixtral")
+	require.NoError(t, os.Mkdir(unknown, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(unknown, "config.json"), []byte(`{"model_type": "mixtral", "num_local_experts": 8}`), 0o644))
 	tests := []struct {
 		name string
 		args []string
@@ -80,7 +81,7 @@ func TestRefusals(t *testing.T) {
 		{"cache without streaming", []string{dir, "--expert-cache-gb", "1"}, cliapp.ExitUsage, "needs --streaming"},
 		{"dflash", []string{dir, "--backend", "dflash"}, cliapp.ExitNotImplemented, "blocked: speculative decoding"},
 		{"draft without target-only", []string{dir, "--draft-dir", dir}, cliapp.ExitNotImplemented, "speculative decoding"},
-		{"unsupported architecture", []string{deepseek}, cliapp.ExitNo, "deepseek_v4 forward pass not implemented in this build"},
+		{"unsupported architecture", []string{unknown}, cliapp.ExitNo, `unsupported model_type "mixtral"`},
 		{"streaming without a sidecar", []string{dir, "--streaming"}, cliapp.ExitIO, "expert_sidecar"},
 		{"missing directory", []string{"./no/such/dir", "--local-only"}, cliapp.ExitIO, "no/such/dir"},
 	}
