@@ -49,6 +49,9 @@ type entry struct {
 
 // counters are the cache's event counts (Stats adds I/O figures).
 type counters struct {
+	// demands counts layer demands (once per layer and step); missed
+	// those with at least one miss, which make the layer wait for a read.
+	demands, missed          int64
 	requests, hits, misses   int64
 	specHits, specReads      int64
 	specWasted, evictions    int64
@@ -66,7 +69,8 @@ type cache struct {
 	free    []int32
 	owner   []*entry
 	byID    []*entry
-	entries map[int][]*entry
+	// entries[l] are MoE layer l's experts (nil for other layers).
+	entries [][]*entry
 	// next maps a MoE layer to the MoE layer after it (-1 for the last).
 	next map[int]int
 	now  int64
@@ -79,6 +83,19 @@ type cache struct {
 	observedLayer int
 	pred          *predictor
 	c             counters
+	// sim: reads complete instantly (simulator, shadows): no channels.
+	sim bool
+	// held and loads are demand's scratch lists (loads is returned: the
+	// caller uses it before its next demand).
+	held, loads []*entry
+}
+
+// layer returns layer l's entries, nil when l has no routed experts.
+func (c *cache) layer(l int) []*entry {
+	if l < 0 || l >= len(c.entries) {
+		return nil
+	}
+	return c.entries[l]
 }
 
 // newIDs numbers every (layer, expert) densely, layers ascending.
@@ -97,18 +114,19 @@ func newIDs(layers map[int]int) *ids {
 	return sp
 }
 
-func newCache(p Policy, halfLife float64, slots int, layers map[int]int, speculate bool) (*cache, error) {
+func newCache(p Policy, halfLife float64, slots int, layers map[int]int, speculate, sim bool) (*cache, error) {
 	sp := newIDs(layers)
 	pol, err := newPolicy(p, sp, slots, halfLife)
 	if err != nil {
 		return nil, err
 	}
-	return newCacheIDs(pol, slots, sp, speculate), nil
+	return newCacheIDs(pol, slots, sp, speculate, sim), nil
 }
 
-func newCacheIDs(pol policy, slots int, sp *ids, speculate bool) *cache {
-	c := &cache{sp: sp, pol: pol, slots: slots, owner: make([]*entry, slots), entries: map[int][]*entry{},
-		next: map[int]int{}, lastLayer: -1, observedStep: -1}
+func newCacheIDs(pol policy, slots int, sp *ids, speculate, sim bool) *cache {
+	maxLayer := sp.layers[len(sp.layers)-1]
+	c := &cache{sp: sp, pol: pol, slots: slots, owner: make([]*entry, slots), entries: make([][]*entry, maxLayer+1),
+		next: map[int]int{}, lastLayer: -1, observedStep: -1, sim: sim}
 	for i, l := range sp.layers {
 		es := make([]*entry, sp.counts[l])
 		for e := range es {
@@ -188,7 +206,10 @@ func (c *cache) evict(x *entry) {
 // place puts x into slot s, loading.
 func (c *cache) place(x *entry, s int32, spec bool) {
 	x.slot, x.state, x.spec = s, loading, spec
-	x.done, x.err = make(chan struct{}), nil
+	x.err = nil
+	if !c.sim {
+		x.done = make(chan struct{})
+	}
 	c.owner[s] = x
 	c.pol.inserted(x.id, c.now, spec)
 	if spec {
@@ -222,8 +243,8 @@ func (c *cache) access(x *entry) {
 // miss with no slot to take is returned in wait; the caller retries it
 // once a load or a pin ends.
 func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry, err error) {
+	es := c.layer(layer)
 	for _, e := range experts {
-		es := c.entries[layer]
 		if e < 0 || e >= len(es) {
 			return nil, nil, fault.Mark(fmt.Errorf("expert store: layer %d has no expert %d (of %d)", layer, e, len(es)), fault.ErrIO)
 		}
@@ -231,14 +252,19 @@ func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry
 			return nil, nil, x.corrupt
 		}
 	}
-	var held []*entry
-	defer func() {
-		for _, x := range held {
-			x.pins--
+	if c.observedStep != c.now || c.observedLayer != layer {
+		c.c.demands++
+		for _, e := range experts {
+			if x := es[e]; x.state == absent && x.counted != c.now {
+				c.c.missed++
+				break
+			}
 		}
-	}()
+	}
+	held := c.held[:0]
+	loads = c.loads[:0]
 	for _, e := range experts {
-		x := c.entries[layer][e]
+		x := es[e]
 		// Pinned at least while the rest is placed, so a later miss of
 		// the same layer cannot evict an earlier one.
 		x.pins++
@@ -272,6 +298,10 @@ func (c *cache) demand(layer int, experts []int, pin bool) (loads, wait []*entry
 		c.access(x)
 		loads = append(loads, x)
 	}
+	for _, x := range held {
+		x.pins--
+	}
+	c.held, c.loads = held[:0], loads[:0]
 	return loads, wait, nil
 }
 
@@ -318,7 +348,7 @@ func (c *cache) speculate(layer int, experts []int) []*entry {
 	}
 	var out []*entry
 	for _, e := range c.pred.predict(layer, experts) {
-		x := c.entries[nl][e]
+		x := c.layer(nl)[e]
 		if x.state != absent || x.corrupt != nil {
 			continue
 		}
@@ -336,6 +366,7 @@ func (c *cache) speculate(layer int, experts []int) []*entry {
 // adaptive policy's shadows): demand, read, speculate, unpin.
 func (c *cache) replay(layer int, experts []int) (stuck int) {
 	c.tick(layer)
+	es := c.layer(layer)
 	loads, wait, err := c.demand(layer, experts, true)
 	if err != nil {
 		return len(experts)
@@ -348,7 +379,7 @@ func (c *cache) replay(layer int, experts []int) (stuck int) {
 		x.state = ready
 	}
 	for _, e := range experts {
-		c.entries[layer][e].pins--
+		es[e].pins--
 	}
 	return len(wait)
 }

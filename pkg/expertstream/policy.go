@@ -420,7 +420,7 @@ func newAdaptive(sp *ids, slots int) *adaptive {
 		real, _ := newPolicy(c.p, sp, slots, c.hl)
 		shadowPol, _ := newPolicy(c.p, sp, slots, c.hl)
 		a.cands = append(a.cands, real)
-		a.shadows = append(a.shadows, newCacheIDs(shadowPol, slots, sp, false))
+		a.shadows = append(a.shadows, newCacheIDs(shadowPol, slots, sp, false, true))
 		a.score = append(a.score, 0)
 	}
 	return a

@@ -155,7 +155,7 @@ func Open(dir string, b kernels.Backend, opts Options) (*Store, error) {
 		log.Warn("expert cache budget is below one layer of experts; raised to one layer", "budget_bytes", budget, "raised_to_bytes", int64(maxLayer)*stride)
 		slots = maxLayer
 	}
-	c, err := newCache(opts.Policy, opts.HalfLife, slots, counts, opts.Speculate)
+	c, err := newCache(opts.Policy, opts.HalfLife, slots, counts, opts.Speculate, false)
 	if err != nil {
 		return nil, fault.Mark(err, fault.ErrUsage)
 	}
@@ -193,7 +193,7 @@ func Open(dir string, b kernels.Backend, opts Options) (*Store, error) {
 func (s *Store) Layout() *sidecar.Layout { return s.layout }
 
 // Experts implements moe.Store.
-func (s *Store) Experts(layer int) int { return len(s.c.entries[layer]) }
+func (s *Store) Experts(layer int) int { return len(s.c.layer(layer)) }
 
 // Prefetch implements moe.Store: it starts reading what layer needs that
 // is not cached, and speculatively the next layer's likely experts. Called
@@ -276,7 +276,7 @@ func (s *Store) Acquire(ctx context.Context, layer int, experts []int) ([]*moe.E
 	}
 	var pend []chan struct{}
 	for _, e := range experts {
-		if x := s.c.entries[layer][e]; x.state != ready {
+		if x := s.c.layer(layer)[e]; x.state != ready {
 			pend = append(pend, x.done)
 		}
 	}
@@ -305,7 +305,7 @@ func (s *Store) Acquire(ctx context.Context, layer int, experts []int) ([]*moe.E
 	defer s.mu.Unlock()
 	out := make([]*moe.Expert, len(experts))
 	for i, e := range experts {
-		x := s.c.entries[layer][e]
+		x := s.c.layer(layer)[e]
 		if x.state != ready {
 			err := x.err
 			if err == nil {
@@ -338,9 +338,10 @@ func (s *Store) anyLoading() bool {
 
 // unpin undoes an Acquire's pins (s.mu held).
 func (s *Store) unpin(layer int, experts []int) {
+	es := s.c.layer(layer)
 	for _, e := range experts {
-		if x := s.c.entries[layer][e]; x.pins > 0 {
-			x.pins--
+		if e >= 0 && e < len(es) && es[e].pins > 0 {
+			es[e].pins--
 		}
 	}
 	s.cond.Broadcast()
@@ -358,7 +359,7 @@ func (s *Store) Release(layer int, experts []int) {
 func (s *Store) Ready(layer int, experts []int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	es := s.c.entries[layer]
+	es := s.c.layer(layer)
 	for i, e := range experts {
 		if e < 0 || e >= len(es) || es[e].state != ready {
 			return i

@@ -101,6 +101,9 @@ type SimOptions struct {
 
 // SimResult counts what a replay did.
 type SimResult struct {
+	// Demands counts layer demands; Missed those with at least one miss
+	// (the layer waits for a read).
+	Demands, Missed        int64
 	Requests, Hits, Misses int64
 	// SpecReads were speculative loads; SpecHits of them were demanded
 	// before eviction, SpecWasted evicted unused.
@@ -122,7 +125,7 @@ func (r SimResult) Reads() int64 { return r.Misses + r.SpecReads }
 // Simulate replays t through the store's own cache logic with instant
 // reads: the hit rate a policy would get on this routing.
 func Simulate(t *Trace, o SimOptions) (SimResult, error) {
-	c, err := newCache(o.Policy, o.HalfLife, o.Slots, t.Experts, o.Speculate)
+	c, err := newCache(o.Policy, o.HalfLife, o.Slots, t.Experts, o.Speculate, true)
 	if err != nil {
 		return SimResult{}, err
 	}
@@ -140,6 +143,7 @@ func Simulate(t *Trace, o SimOptions) (SimResult, error) {
 		}
 	}
 	return SimResult{
+		Demands: c.c.demands, Missed: c.c.missed,
 		Requests: c.c.requests, Hits: c.c.hits, Misses: c.c.misses,
 		SpecReads: c.c.specReads, SpecHits: c.c.specHits, SpecWasted: c.c.specWasted, Evictions: c.c.evictions,
 	}, nil
