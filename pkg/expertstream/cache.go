@@ -63,12 +63,12 @@ type counters struct {
 // evicts, what speculation loads. It does no I/O and no locking (the Store
 // holds its lock).
 type cache struct {
-	sp      *ids
-	pol     policy
-	slots   int
-	free    []int32
-	owner   []*entry
-	byID    []*entry
+	sp    *ids
+	pol   policy
+	slots int
+	free  []int32
+	owner []*entry
+	byID  []*entry
 	// entries[l] are MoE layer l's experts (nil for other layers).
 	entries [][]*entry
 	// next maps a MoE layer to the MoE layer after it (-1 for the last).
