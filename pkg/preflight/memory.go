@@ -151,7 +151,8 @@ func clampInt64(f float64) int64 {
 //   - standard: every layer keeps K and V for every token;
 //   - rotating: sliding-window layers keep at most the window;
 //   - hybrid_gdn: full-attention layers as standard, Gated DeltaNet layers a
-//     constant state (conv window in bf16 plus the fp32 recurrent matrix);
+//     constant state (conv window and recurrent matrix, fp32, held twice:
+//     kvcache.Hybrid double-buffers them so a failed step changes nothing);
 //   - compressed (deepseek_v4): one shared K=V head per layer over the
 //     sliding window, plus one compressed entry per ratio tokens (and the
 //     lightning indexer's keys on CSA layers).
@@ -194,8 +195,8 @@ func gdnStateBytes(cfg *modelconfig.Config) float64 {
 	dk, dv := float64(cfg.LinearKeyHeadDim), float64(cfg.LinearValueHeadDim)
 	convDim := 2*hk*dk + hv*dv
 	k := float64(cfg.LinearConvKernelDim)
-	conv := math.Max(k-1, 0) * convDim * kvBytesPerValue
-	return conv + hv*dk*dv*recurrentBytesPerValue
+	conv := math.Max(k-1, 0) * convDim * recurrentBytesPerValue
+	return 2 * (conv + hv*dk*dv*recurrentBytesPerValue)
 }
 
 func compressedBytes(cfg *modelconfig.Config, layer int, ctx float64) float64 {
@@ -301,7 +302,11 @@ func attentionParams(cfg *modelconfig.Config, layer int) float64 {
 		}
 		return q + h*hd + o
 	}
-	return 2*h*nh*hd + 2*h*kv*hd
+	q := h * nh * hd
+	if cfg.ModelType == "qwen3_5_moe" {
+		q *= 2 // q_proj also emits the per-head output gate
+	}
+	return q + h*nh*hd + 2*h*kv*hd
 }
 
 // nonExpertBits is the storage cost of non-expert weights: MLX quantizes

@@ -231,9 +231,10 @@ func TestKVBytes(t *testing.T) {
 		{"qwen3_moe", registry.KVStandard, 512, 3 * 2 * 2 * 16 * 512 * 2},
 		// Two sliding layers keep the 8-token window, two full layers 512.
 		{"gpt_oss", registry.KVRotating, 512, 2*(2*2*16*2*8) + 2*(2*2*16*2*512)},
-		// One full layer; three GDN layers of conv (3 × 128 × bf16) and
-		// state (4 heads × 16 × 16 × fp32).
-		{"qwen3_5_moe", registry.KVHybridGDN, 512, 2*2*16*2*512 + 3*(3*128*2+4*16*16*4)},
+		// One full layer; three GDN layers of conv (3 × 128 × fp32) and
+		// state (4 heads × 16 × 16 × fp32), double-buffered as
+		// kvcache.Hybrid keeps them.
+		{"qwen3_5_moe", registry.KVHybridGDN, 512, 2*2*16*2*512 + 3*2*(3*128*4+4*16*16*4)},
 		// Window 8 × 32 dims on every layer; HCA (ratio 8) 64 entries;
 		// two CSA layers (ratio 4) 128 entries plus 16-dim indexer keys.
 		{"deepseek_v4", registry.KVCompressed, 512, 4*(8*32*2) + 64*32*2 + 2*(128*32*2+128*16*2)},

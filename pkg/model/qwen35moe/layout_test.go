@@ -10,9 +10,12 @@ import (
 	"github.com/maniac-ai/mach/kernels/cpu"
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/fixture"
+	"github.com/maniac-ai/mach/pkg/kvcache"
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
+	"github.com/maniac-ai/mach/pkg/preflight"
+	"github.com/maniac-ai/mach/pkg/registry"
 	"github.com/maniac-ai/mach/pkg/safetensors"
 	"github.com/stretchr/testify/require"
 )
@@ -269,5 +272,24 @@ func TestOptions(t *testing.T) {
 		_, err = qwen35moe.ParseOptions(c)
 		require.ErrorContains(t, err, tc.want)
 		require.ErrorIs(t, err, fault.ErrUnsupported)
+	}
+}
+
+// mach check's memory estimate of the cache is what kvcache.Hybrid holds:
+// f16 keys and values of the full-attention layers at the context length,
+// plus both copies of every linear layer's state.
+func TestCacheBytesMatchPreflight(t *testing.T) {
+	b := cpu.New(cpu.Options{Threads: 1})
+	defer b.Close()
+	for _, name := range []string{"qwen3_5_moe", "qwen3_5_moe_mlx4"} {
+		fx, m := load(t, name, b)
+		cfg, err := modelconfig.Load(fx.Dir)
+		require.NoError(t, err)
+		const ctx = 512
+		spec := m.CacheSpec(ctx, kernels.F16)
+		c, err := kvcache.NewHybrid(b, kvcache.HybridSpec{Layers: spec.Layers, DType: kernels.F16, Capacity: ctx, Initial: ctx})
+		require.NoError(t, err)
+		require.Equal(t, preflight.KVBytes(cfg, registry.KVHybridGDN, ctx), int64(c.Bytes()), name)
+		c.Release()
 	}
 }
