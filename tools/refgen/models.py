@@ -628,7 +628,6 @@ def common_info(arch, seed, rm, model):
         "class": type(model).__name__,
         "prompt_len": PROMPT_LEN,
         "greedy_len": GREEDY_LEN,
-        "state_dict_shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
     }
 
 
