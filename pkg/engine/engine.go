@@ -263,29 +263,7 @@ type ExpertStats struct {
 }
 
 // Total is the counters over the whole request.
-func (s *ExpertStats) Total() expertstream.Stats {
-	t := s.Decode
-	t.Steps += s.Prefill.Steps
-	t.Requests += s.Prefill.Requests
-	t.Hits += s.Prefill.Hits
-	t.Misses += s.Prefill.Misses
-	t.SpecHits += s.Prefill.SpecHits
-	t.Reads += s.Prefill.Reads
-	t.BytesRead += s.Prefill.BytesRead
-	t.SpecReads += s.Prefill.SpecReads
-	t.SpecBytes += s.Prefill.SpecBytes
-	t.SpecWasted += s.Prefill.SpecWasted
-	t.Evictions += s.Prefill.Evictions
-	t.Corruptions += s.Prefill.Corruptions
-	t.ReadTime += s.Prefill.ReadTime
-	t.ReadMax = max(t.ReadMax, s.Prefill.ReadMax)
-	for i := range t.ReadLatency {
-		t.ReadLatency[i] += s.Prefill.ReadLatency[i]
-	}
-	t.Stall += s.Prefill.Stall
-	t.Stalls += s.Prefill.Stalls
-	return t
-}
+func (s *ExpertStats) Total() expertstream.Stats { return s.Decode.Add(s.Prefill) }
 
 // PrefillTokensPerSecond is the prompt throughput.
 func (s *Summary) PrefillTokensPerSecond() float64 {

@@ -109,6 +109,32 @@ func (s Stats) Sub(prev Stats) Stats {
 	return d
 }
 
+// Add returns the counters of two intervals together (gauges keep s's
+// values, maxima the larger).
+func (s Stats) Add(o Stats) Stats {
+	d := s
+	d.Steps += o.Steps
+	d.Requests += o.Requests
+	d.Hits += o.Hits
+	d.Misses += o.Misses
+	d.SpecHits += o.SpecHits
+	d.Reads += o.Reads
+	d.BytesRead += o.BytesRead
+	d.SpecReads += o.SpecReads
+	d.SpecBytes += o.SpecBytes
+	d.SpecWasted += o.SpecWasted
+	d.Evictions += o.Evictions
+	d.Corruptions += o.Corruptions
+	d.ReadTime += o.ReadTime
+	d.ReadMax = max(d.ReadMax, o.ReadMax)
+	for i := range d.ReadLatency {
+		d.ReadLatency[i] += o.ReadLatency[i]
+	}
+	d.Stall += o.Stall
+	d.Stalls += o.Stalls
+	return d
+}
+
 // HitRate is Hits / Requests (0 without requests).
 func (s Stats) HitRate() float64 {
 	if s.Requests == 0 {
