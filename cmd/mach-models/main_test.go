@@ -94,8 +94,8 @@ func TestLocalListing(t *testing.T) {
 	q := byName["mlx-community/Qwen3-30B-A3B-4bit"]
 	require.True(t, q.Installed)
 	require.True(t, q.Registered)
-	require.False(t, q.Supported, "no forward pass in this build")
-	require.Contains(t, q.Reason, "not servable by this build")
+	require.True(t, q.Supported, "this build serves qwen3_moe")
+	require.Empty(t, q.Reason)
 	require.Equal(t, "mlx-community/Qwen3-30B-A3B-4bit", q.RepoID)
 	require.False(t, byName["openai/gpt-oss-20b"].Installed, "a config-only fetch is not installed")
 	require.False(t, byName["llama"].Registered)
