@@ -16,6 +16,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	"github.com/maniac-ai/mach/pkg/defaultmodel"
 	"github.com/maniac-ai/mach/pkg/server/servertest"
+	"github.com/maniac-ai/mach/pkg/sidecar/export"
 	"github.com/stretchr/testify/require"
 )
 
@@ -208,4 +209,29 @@ func TestServeDefaultModel(t *testing.T) {
 	code, stderr := stop()
 	require.Equal(t, cliapp.ExitOK, code, stderr)
 	require.Contains(t, stderr, "serving the default model")
+}
+
+// --streaming serves the experts from expert_sidecar/ through the expert
+// cache, reports the path active and exports the cache's counters.
+func TestServeStreaming(t *testing.T) {
+	dir := scripted(t)
+	_, err := export.Run(t.Context(), export.Options{Checkpoint: dir})
+	require.NoError(t, err)
+	url, stop := serve(t, nil, dir, "--streaming", "--expert-cache-gb", "0.001")
+	caps := getJSON(t, url+"/v1/capabilities")
+	paths := caps["paths"].(map[string]any)
+	require.Equal(t, "ok", paths["expert_streaming"].(map[string]any)["status"])
+	require.Equal(t, true, paths["expert_streaming"].(map[string]any)["active"])
+	resp, err := postJSON(url+"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}]}`)
+	require.NoError(t, err)
+	require.Contains(t, resp, servertest.Greeting, "streamed experts give the same script")
+	r, err := http.Get(url + "/metrics")
+	require.NoError(t, err)
+	metrics, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	require.NoError(t, err)
+	require.Regexp(t, `mach_expert_requests_total [1-9]`, string(metrics))
+	require.Contains(t, string(metrics), "mach_expert_cache_hit_ratio")
+	code, stderr := stop()
+	require.Equal(t, cliapp.ExitOK, code, stderr)
 }
