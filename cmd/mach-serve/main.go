@@ -62,7 +62,8 @@ HTTP API (OpenAI-compatible; errors in OpenAI's error JSON):
                               with --streaming)
 Not supported (400 with code not_supported): n > 1, tool_choice required
 or a named function and response_format json_object / json_schema (they
-need constrained decoding, which this build lacks), non-text content parts.
+need constrained decoding, which this build lacks), logit_bias, the legacy
+functions / function_call fields, non-text content parts.
 --api-key (or MACH_API_KEY) makes every /v1/ route require
 "Authorization: Bearer KEY" (401 otherwise).
 

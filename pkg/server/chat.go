@@ -40,6 +40,9 @@ func decodeJSON(r *http.Request, v any) error {
 // the sampler options and stop strings.
 func (f *samplingFields) sampling(topLogprobs int) (sample.Options, []string, error) {
 	o := sample.Options{Temperature: 1, TopLogprobs: topLogprobs}
+	if len(f.LogitBias) > 0 {
+		return o, nil, notSupported("logit_bias", "logit_bias is not supported by this build's sampler")
+	}
 	inRange := func(name string, p *float64, lo, hi float64, dst *float64) error {
 		if p == nil {
 			return nil
@@ -233,6 +236,10 @@ func (s *Server) chatJob(req *chatRequest) (*chatJob, error) {
 	}
 	if req.N != nil && *req.N != 1 {
 		return nil, notSupported("n", "n=%d is not supported: send separate requests (they are batched together)", *req.N)
+	}
+	if len(bytes.TrimSpace(req.Functions)) > 0 && string(bytes.TrimSpace(req.Functions)) != "null" ||
+		len(bytes.TrimSpace(req.FunctionCall)) > 0 && string(bytes.TrimSpace(req.FunctionCall)) != "null" {
+		return nil, notSupported("functions", "the legacy functions/function_call fields are not supported: send tools and tool_choice")
 	}
 	if rf := req.ResponseFormat; rf != nil && rf.Type != "" && rf.Type != "text" {
 		return nil, notSupported("response_format", "response_format %q is not supported yet: this build has no constrained decoding (grammar) to guarantee it", rf.Type)

@@ -28,6 +28,9 @@ type chatRequest struct {
 	ResponseFormat      *responseFormat   `json:"response_format"`
 	ReasoningEffort     string            `json:"reasoning_effort"`
 	ChatTemplateKwargs  map[string]any    `json:"chat_template_kwargs"`
+	// Legacy function calling (before tools): refused, not ignored.
+	Functions    json.RawMessage `json:"functions"`
+	FunctionCall json.RawMessage `json:"function_call"`
 	samplingFields
 }
 
@@ -44,6 +47,8 @@ type samplingFields struct {
 	Seed              *int64          `json:"seed"`
 	Stop              json.RawMessage `json:"stop"`
 	User              string          `json:"user"`
+	// LogitBias is refused when set: the sampler has no bias table.
+	LogitBias map[string]float64 `json:"logit_bias"`
 }
 
 type streamOptions struct {

@@ -404,6 +404,8 @@ func TestErrors(t *testing.T) {
 		{"temperature", "/v1/chat/completions", map[string]any{"messages": msgs, "temperature": 3}, 400, "temperature", nil},
 		{"top_logprobs without logprobs", "/v1/chat/completions", map[string]any{"messages": msgs, "top_logprobs": 2}, 400, "top_logprobs", nil},
 		{"n", "/v1/chat/completions", map[string]any{"messages": msgs, "n": 2}, 400, "n", "not_supported"},
+		{"logit_bias", "/v1/chat/completions", map[string]any{"messages": msgs, "logit_bias": map[string]any{"5": 10}}, 400, "logit_bias", "not_supported"},
+		{"legacy functions", "/v1/chat/completions", map[string]any{"messages": msgs, "functions": []any{map[string]any{"name": "f"}}}, 400, "functions", "not_supported"},
 		{"max_tokens", "/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 0}, 400, "max_tokens", nil},
 		{"too long", "/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 5000}, 400, "messages", "context_length_exceeded"},
 		{"stop", "/v1/chat/completions", map[string]any{"messages": msgs, "stop": []string{"a", "b", "c", "d", "e"}}, 400, "stop", nil},
