@@ -374,7 +374,9 @@ func (m *Model) Options() Options { return m.opts }
 
 // CacheSpec returns the rotating cache's shape for a capacity and storage
 // type: one cache layer per layer that owns keys and values (KV-shared
-// layers own none), sliding layers with their window.
+// layers own none), sliding layers with their window. A window of at least
+// the capacity never hides a key from a sequence that fits, so such layers
+// are cached like full ones (the window buffer would only be larger).
 func (m *Model) CacheSpec(capacity int, dt kernels.DType) kvcache.RotatingSpec {
 	spec := kvcache.RotatingSpec{DType: dt, Capacity: capacity}
 	for _, l := range m.opts.Layer {
@@ -382,7 +384,11 @@ func (m *Model) CacheSpec(capacity int, dt kernels.DType) kvcache.RotatingSpec {
 			continue
 		}
 		kv := l.KVHeads * l.HeadDim
-		spec.Layers = append(spec.Layers, kvcache.WindowLayer{KV: kvcache.LayerShape{K: kv, V: kv}, Window: l.Window})
+		w := l.Window
+		if w >= capacity {
+			w = 0
+		}
+		spec.Layers = append(spec.Layers, kvcache.WindowLayer{KV: kvcache.LayerShape{K: kv, V: kv}, Window: w})
 	}
 	return spec
 }

@@ -98,6 +98,10 @@ type ropeParams struct {
 	Factor   *float64 `json:"factor"`
 }
 
+// maxHeadDim bounds head dimensions read from a config (real models use
+// 256 and 512) before anything is sized from them.
+const maxHeadDim = 1 << 16
+
 // transformers' defaults (Gemma4TextConfig.__post_init__).
 const (
 	defaultGlobalHeadDim = 512
@@ -217,6 +221,12 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 			if cfg.AttentionKEqV && x.NumGlobalKVHeads != nil && *x.NumGlobalKVHeads > 0 {
 				per[i].kv = *x.NumGlobalKVHeads
 			}
+		}
+	}
+
+	for i, d := range per {
+		if d.hd > maxHeadDim || d.kv > d.heads {
+			return bad("layer %d: head dim %d (at most %d) with %d key/value heads for %d attention heads", i, d.hd, maxHeadDim, d.kv, d.heads)
 		}
 	}
 

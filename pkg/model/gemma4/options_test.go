@@ -150,3 +150,42 @@ func TestParseOptionsRefusals(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseOptions: ParseOptions on any config modelconfig accepts returns
+// an error or options whose per-layer geometry is consistent, and never
+// panics or sizes anything from an unchecked field.
+func FuzzParseOptions(f *testing.F) {
+	// testdata/fuzz/FuzzParseOptions holds the fixtures' configs and edge
+	// cases; the hub-shaped config joins them here.
+	if b, err := json.Marshal(map[string]any{"model_type": "gemma4", "text_config": hubText()}); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := modelconfig.Parse(data)
+		if err != nil {
+			return
+		}
+		o, err := gemma4.ParseOptions(cfg)
+		if err != nil {
+			return
+		}
+		require.Len(t, o.Layer, o.Layers)
+		slots := 0
+		for i, l := range o.Layer {
+			require.Positive(t, l.HeadDim)
+			require.Zero(t, l.Heads%l.KVHeads)
+			require.Len(t, l.RoPE.InvFreq, l.HeadDim/2)
+			require.Less(t, l.SharesKV, i)
+			if l.SharesKV >= 0 {
+				require.Equal(t, -1, l.Slot)
+				require.Equal(t, l.Kind, o.Layer[l.SharesKV].Kind)
+				require.GreaterOrEqual(t, o.Layer[l.SharesKV].Slot, 0)
+			} else {
+				require.Equal(t, slots, l.Slot)
+				slots++
+			}
+		}
+		require.Equal(t, slots, o.Slots())
+		require.Equal(t, gemma4.Full, o.Layer[o.Layers-1].Kind)
+	})
+}

@@ -288,3 +288,29 @@ func TestInfo(t *testing.T) {
 		t.Logf("%s: %d weight bytes, %d active per token", name, info.WeightBytes, info.ActiveBytes)
 	}
 }
+
+// Sliding layers keep a window buffer; a cache whose capacity does not
+// exceed the window stores them like full layers, and computes the same.
+func TestCacheSpec(t *testing.T) {
+	b := cpu.New(cpu.Options{Threads: 1})
+	defer b.Close()
+	fx, m := load(t, "gemma4", b)
+	var windows []int
+	for _, l := range m.CacheSpec(256, kernels.F32).Layers {
+		windows = append(windows, l.Window)
+	}
+	require.Equal(t, []int{8, 8, 8, 0}, windows)
+	for _, l := range m.CacheSpec(8, kernels.F32).Layers {
+		require.Zero(t, l.Window)
+	}
+	_, ple := load(t, "gemma4_ple", b)
+	require.Len(t, ple.CacheSpec(256, kernels.F32).Layers, 2, "the two KV-shared layers own no cache layer")
+
+	seq := newSeq(t, m, 8, kernels.F32)
+	seq.Tokens, seq.Logits = fx.InputIDs[:8], model.AllLogits
+	out, err := m.Forward(t.Context(), &model.Batch{Seqs: []model.Seq{seq}})
+	require.NoError(t, err)
+	for p := 0; p < 8; p++ {
+		require.LessOrEqual(t, fixture.RelL2(out.Logits[0][p*fx.Vocab:(p+1)*fx.Vocab], fx.Row(p)), 1e-4)
+	}
+}
