@@ -145,7 +145,8 @@ func BenchmarkStreaming(b *testing.B) {
 	defer bk.Close()
 
 	var bw expertstream.Bandwidth
-	var resident, baseline, adaptive run
+	var resident, baseline, adaptive, hinted run
+	var hintPrecision float64
 	for b.Loop() {
 		bw, err = expertstream.MeasureReadBandwidth(context.Background(), sc, cfg.bandwidthFor, expertstream.DefaultReaders, false)
 		require.NoError(b, err)
@@ -155,8 +156,8 @@ func BenchmarkStreaming(b *testing.B) {
 		resident.name = "resident (experts mapped from the page cache)"
 		require.NoError(b, m.Close())
 
-		streamed := func(p expertstream.Policy) run {
-			store, err := expertstream.Open(sc, bk, expertstream.Options{CacheBytes: budget, Policy: p, Log: quiet, Hidden: s.Hidden, Width: s.Width})
+		streamed := func(p expertstream.Policy, hints bool) run {
+			store, err := expertstream.Open(sc, bk, expertstream.Options{CacheBytes: budget, Policy: p, NoHints: !hints, Log: quiet, Hidden: s.Hidden, Width: s.Width})
 			require.NoError(b, err)
 			var layers []int
 			for l := 0; l < s.Layers; l++ {
@@ -166,18 +167,24 @@ func BenchmarkStreaming(b *testing.B) {
 			m := load(b, bk, ckpt, rec)
 			r := decode(b, m, tokens, cfg.warm, store)
 			r.trace = rec.Trace()
+			if hints {
+				hintPrecision, _ = rec.HintPrecision()
+			}
 			require.NoError(b, m.Close())
 			return r
 		}
-		// Each policy twice, in the order A B B A, so that drift of the
-		// shared disk or of other load favours neither.
-		b1 := streamed(expertstream.LayerLRU)
-		a1 := streamed(expertstream.Adaptive)
-		a2 := streamed(expertstream.Adaptive)
-		b2 := streamed(expertstream.LayerLRU)
-		baseline, adaptive = merge(b1, b2), merge(a1, a2)
-		baseline.name = "streamed, layer-lru (baseline)"
-		adaptive.name = "streamed, adaptive (default)"
+		// Each configuration twice, in the order A B C C B A, so that
+		// drift of the shared disk or of other load favours none.
+		b1 := streamed(expertstream.LayerLRU, false)
+		a1 := streamed(expertstream.Adaptive, false)
+		h1 := streamed(expertstream.Adaptive, true)
+		h2 := streamed(expertstream.Adaptive, true)
+		a2 := streamed(expertstream.Adaptive, false)
+		b2 := streamed(expertstream.LayerLRU, false)
+		baseline, adaptive, hinted = merge(b1, b2), merge(a1, a2), merge(h1, h2)
+		baseline.name = "streamed, layer-lru, no early routing (baseline)"
+		adaptive.name = "streamed, adaptive, no early routing"
+		hinted.name = "streamed, adaptive + early routing (default)"
 	}
 
 	slots := int(budget / (expertBytes / int64(s.Layers*s.Experts)))
@@ -189,7 +196,7 @@ func BenchmarkStreaming(b *testing.B) {
 		float64(expertBytes)/1e9, float64(expertBytes)/float64(s.Layers*s.Experts)/1e6, float64(budget)/1e9, slots, float64(expertBytes)/float64(budget), writeTime.Seconds(), exportTime.Seconds())
 	fmt.Fprintf(w, "disk:\t%.0f MB/s (%d reads of %.2f MB, %d at once, mean %.1f ms, direct I/O %v)\n",
 		bw.BytesPerSecond/1e6, bw.Reads, float64(bw.Bytes)/float64(max(bw.Reads, 1))/1e6, expertstream.DefaultReaders, ms(bw.MeanLatency), bw.DirectIO)
-	fmt.Fprintf(w, "decode:\t%d tokens after %d warm-up tokens; streamed runs twice each (layer-lru, adaptive, adaptive, layer-lru), figures over both\n\n", cfg.decode, cfg.warm)
+	fmt.Fprintf(w, "decode:\t%d tokens after %d warm-up tokens; each streamed configuration runs twice, in the order A B C C B A, figures over both\n\n", cfg.decode, cfg.warm)
 	fmt.Fprintln(w, "run\ttok/s\thit rate\tMB read/token\tI/O limit tok/s\tof I/O limit\tstall ms/token\tread ms\tanon RSS GB\tfile RSS GB")
 	mem := func(r run) string {
 		if !r.haveMem {
@@ -198,23 +205,25 @@ func BenchmarkStreaming(b *testing.B) {
 		return fmt.Sprintf("%.2f\t%.2f", float64(r.anon)/1e9, float64(r.file)/1e9)
 	}
 	fmt.Fprintf(w, "%s\t%.2f\t-\t-\t-\t-\t-\t-\t%s\n", resident.name, resident.tokensPerS, mem(resident))
-	for _, r := range []run{baseline, adaptive} {
+	for _, r := range []run{baseline, adaptive, hinted} {
 		st := r.stats
 		fmt.Fprintf(w, "%s\t%.2f\t%.1f%%\t%.1f\t%.2f\t%.0f%%\t%.1f\t%.2f\t%s\n", r.name, r.tokensPerS, 100*st.HitRate(), st.BytesPerStep()/1e6,
 			ioLimit(r), 100*r.tokensPerS/ioLimit(r), ms(st.StallPerStep()), ms(st.MeanReadLatency()), mem(r))
 	}
+	fmt.Fprintf(w, "\nearly routing: %.0f%% of the hinted experts were demanded by their layer (%d hinted reads, %d of them used before eviction)\n",
+		100*hintPrecision, hinted.stats.SpecReads, hinted.stats.SpecHits)
 	fmt.Fprintf(w, "\nreplayed hit rates on the adaptive run's routing trace (%d steps, %d slots, instant reads):\n", adaptive.trace.Steps(), slots)
 	sims := simulateAll(b, adaptive.trace, slots)
 	fmt.Fprintln(w, "policy\thit rate\treads per demanded expert")
 	for _, r := range sims {
 		fmt.Fprintf(w, "%s\t%.1f%%\t%.3f\n", r.name, 100*r.res.HitRate(), float64(r.res.Reads())/float64(r.res.Requests))
 	}
-	if tr := defaultModelTrace(b); tr != nil {
+	if tr, prec := defaultModelTrace(b); tr != nil {
 		total := 0
 		for _, n := range tr.Experts {
 			total += n
 		}
-		fmt.Fprintf(w, "\nreal routing: the default model (models/default, %d layers × 16 experts, top 4) reading README.md, %d steps:\n", len(tr.Experts), tr.Steps())
+		fmt.Fprintf(w, "\nreal routing: the default model (models/default, %d layers × 16 experts, top 4) reading README.md, %d steps; early routing picked %.0f%% of the next layer's experts right\n", len(tr.Experts), tr.Steps(), 100*prec)
 		fmt.Fprintln(w, "policy\tcache 25%\tcache 50%")
 		quarter, half := simulateAll(b, tr, total/4), simulateAll(b, tr, total/2)
 		rows := make([][2]simResult, len(quarter))
@@ -227,11 +236,12 @@ func BenchmarkStreaming(b *testing.B) {
 	}
 	require.NoError(b, w.Flush())
 
-	b.ReportMetric(adaptive.tokensPerS, "tok/s")
-	b.ReportMetric(adaptive.tokensPerS/ioLimit(adaptive), "of-io-limit")
+	b.ReportMetric(hinted.tokensPerS, "tok/s")
+	b.ReportMetric(hinted.tokensPerS/ioLimit(hinted), "of-io-limit")
 	b.ReportMetric(bw.BytesPerSecond/1e6, "disk-MB/s")
-	b.ReportMetric(adaptive.stats.BytesPerStep()/1e6, "MB/token")
-	b.ReportMetric(adaptive.stats.HitRate(), "hit-rate")
+	b.ReportMetric(hinted.stats.BytesPerStep()/1e6, "MB/token")
+	b.ReportMetric(hinted.stats.HitRate(), "hit-rate")
+	b.ReportMetric(adaptive.stats.HitRate(), "adaptive-hit-rate")
 	b.ReportMetric(baseline.stats.HitRate(), "layer-lru-hit-rate")
 	b.ReportMetric(resident.tokensPerS, "resident-tok/s")
 }
@@ -278,17 +288,17 @@ func simulateAll(b *testing.B, tr *expertstream.Trace, slots int) []simResult {
 
 // defaultModelTrace records the default model's routing while it reads
 // the repository's README.md one token at a time (nil when the model or
-// the text is missing).
-func defaultModelTrace(b *testing.B) *expertstream.Trace {
+// the text is missing), and how often early routing guessed right.
+func defaultModelTrace(b *testing.B) (*expertstream.Trace, float64) {
 	b.Helper()
 	dir := filepath.Join("..", "..", "models", "default")
 	text, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
-		return nil
+		return nil, 0
 	}
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
 	ids := tok.Encode(string(text), false)
 	if n := 3000; len(ids) > n {
@@ -323,5 +333,6 @@ func defaultModelTrace(b *testing.B) *expertstream.Trace {
 		}
 		c.Release()
 	}
-	return rec.Trace()
+	prec, _ := rec.HintPrecision()
+	return rec.Trace(), prec
 }

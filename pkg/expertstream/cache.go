@@ -362,6 +362,29 @@ func (c *cache) speculate(layer int, experts []int) []*entry {
 	return out
 }
 
+// hint places guesses for layer (early routing): speculative loads into
+// slots worth replacing, as speculate does.
+func (c *cache) hint(layer int, experts []int) []*entry {
+	es := c.layer(layer)
+	var out []*entry
+	for _, e := range experts {
+		if e < 0 || e >= len(es) {
+			continue
+		}
+		x := es[e]
+		if x.state != absent || x.corrupt != nil {
+			continue
+		}
+		s := c.alloc(x, true)
+		if s < 0 {
+			break
+		}
+		c.place(x, s, true)
+		out = append(out, x)
+	}
+	return out
+}
+
 // replay runs one access with instant reads (the simulator and the
 // adaptive policy's shadows): demand, read, speculate, unpin.
 func (c *cache) replay(layer int, experts []int) (stuck int) {

@@ -9,11 +9,14 @@
 //     file system refuses direct I/O it falls back to buffered reads that
 //     drop their pages afterwards.
 //   - A layer's reads start as soon as its router has run (Prefetch) and
-//     run concurrently (Options.Readers at a time); Acquire waits only for
-//     what is still missing. Optionally (Options.Speculate) the next MoE
-//     layer's likely experts, predicted from which experts followed this
-//     layer's choice in earlier steps, are read too, into slots holding
-//     experts nobody demanded lately.
+//     run concurrently (Options.Readers at a time); the MoE block computes
+//     the experts already cached while the rest arrive (moe.Streamer).
+//   - Early routing: when decoding, the block also runs the next layer's
+//     router on this layer's input and hints its picks (moe.Hinter); they
+//     are read speculatively into slots nobody demanded in this step, so
+//     the next layer's reads overlap this layer's work. Optionally
+//     (Options.Speculate) guesses learned from which experts followed
+//     which are read too.
 //   - Eviction follows a Policy: Adaptive by default, which follows
 //     whichever of per-layer LRU (the published baseline), LRU and LRFU
 //     would have hit most lately (make bench-streaming measures them).
@@ -62,11 +65,15 @@ type Options struct {
 	// half-life in forward steps (default DefaultHalfLife).
 	Policy   Policy
 	HalfLife float64
-	// Speculate turns on the next-layer speculative reads. Off by
-	// default: on the traces make bench-streaming measures, fewer than
-	// half of the guesses were used, so they cost more bandwidth than
-	// the misses they saved.
+	// Speculate turns on the next-layer speculative reads predicted from
+	// co-occurrence counts. Off by default: on the traces make
+	// bench-streaming measures, fewer than half of these guesses were
+	// used, so they cost more bandwidth than the misses they saved.
 	Speculate bool
+	// NoHints ignores the MoE blocks' early-routing hints (moe.Hinter:
+	// the next layer's router run on this layer's input), which are
+	// followed by default.
+	NoHints bool
 	// SpecThreshold is the predicted probability above which an expert is
 	// read speculatively (default DefaultSpecThreshold).
 	SpecThreshold float64
@@ -109,6 +116,8 @@ type Store struct {
 	// (a new step when the layer is not after the last one), and the
 	// Acquires of that layer that follow belong to it.
 	open int
+	// hints: follow moe.Hinter hints.
+	hints bool
 	io   ioStats
 }
 
@@ -160,7 +169,7 @@ func Open(dir string, b kernels.Backend, opts Options) (*Store, error) {
 		return nil, fault.Mark(err, fault.ErrUsage)
 	}
 	s := &Store{c: c, dir: dir, layout: layout, layers: map[int]sidecar.Layer{}, b: b, recipe: rc, files: map[int]*layerFile{},
-		stride: stride, sem: make(chan struct{}, opts.Readers), open: -1, policy: opts.Policy}
+		stride: stride, sem: make(chan struct{}, opts.Readers), open: -1, policy: opts.Policy, hints: !opts.NoHints}
 	s.cond = sync.NewCond(&s.mu)
 	if s.c.pred != nil && opts.SpecThreshold > 0 {
 		s.c.pred.threshold = opts.SpecThreshold
@@ -354,6 +363,20 @@ func (s *Store) Release(layer int, experts []int) {
 	s.mu.Unlock()
 }
 
+// Hint implements moe.Hinter: it starts speculative reads of experts a
+// later layer will probably demand (early routing), into slots holding
+// experts nobody demanded in this step.
+func (s *Store) Hint(_ context.Context, layer int, experts []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.hints {
+		return
+	}
+	for _, x := range s.c.hint(layer, experts) {
+		s.startLoad(x)
+	}
+}
+
 // Ready implements moe.Streamer: how many of experts, from the first, are
 // cached and read.
 func (s *Store) Ready(layer int, experts []int) int {
@@ -459,4 +482,7 @@ func (s *Store) Slots() (n int, bytes int64) { return s.c.slots, s.stride }
 // Policy returns the eviction policy in use.
 func (s *Store) Policy() Policy { return s.policy }
 
-var _ moe.Streamer = (*Store)(nil)
+var (
+	_ moe.Streamer = (*Store)(nil)
+	_ moe.Hinter   = (*Store)(nil)
+)

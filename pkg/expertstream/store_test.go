@@ -130,6 +130,9 @@ func TestStreamingMatchesResident(t *testing.T) {
 					require.False(t, st.DirectIO)
 				}
 				require.InDelta(t, float64(st.Hits)/float64(st.Requests), st.HitRate(), 1e-12)
+				if o.CacheBytes == 1 && o.Policy == "" {
+					require.Positive(t, st.SpecReads, "early-routing hints are read while decoding")
+				}
 				var hist int64
 				for _, n := range st.ReadLatency {
 					hist += n

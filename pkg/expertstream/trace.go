@@ -39,6 +39,7 @@ type Recorder struct {
 	moe.Store
 	mu        sync.Mutex
 	trace     Trace
+	hints     []Access
 	step      int64
 	lastLayer int
 }
@@ -64,6 +65,53 @@ func (r *Recorder) Prefetch(ctx context.Context, layer int, experts []int) {
 	r.trace.Accesses = append(r.trace.Accesses, Access{Step: r.step, Layer: layer, Experts: slices.Clone(experts)})
 	r.mu.Unlock()
 	r.Store.Prefetch(ctx, layer, experts)
+}
+
+// Hint implements moe.Hinter: it records the hint (Hints) and passes it on
+// when the wrapped store takes hints.
+func (r *Recorder) Hint(ctx context.Context, layer int, experts []int) {
+	r.mu.Lock()
+	r.hints = append(r.hints, Access{Step: r.step, Layer: layer, Experts: slices.Clone(experts)})
+	r.mu.Unlock()
+	if h, ok := r.Store.(moe.Hinter); ok {
+		h.Hint(ctx, layer, experts)
+	}
+}
+
+// HintPrecision is the share of hinted experts that their layer then
+// demanded in the same step, over every hint recorded, and the number of
+// hinted experts.
+func (r *Recorder) HintPrecision() (float64, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	type key struct {
+		step  int64
+		layer int
+	}
+	demanded := map[key]map[int]bool{}
+	for _, a := range r.trace.Accesses {
+		m := demanded[key{a.Step, a.Layer}]
+		if m == nil {
+			m = map[int]bool{}
+			demanded[key{a.Step, a.Layer}] = m
+		}
+		for _, e := range a.Experts {
+			m[e] = true
+		}
+	}
+	var n, used int
+	for _, h := range r.hints {
+		for _, e := range h.Experts {
+			n++
+			if demanded[key{h.Step, h.Layer}][e] {
+				used++
+			}
+		}
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(used) / float64(n), n
 }
 
 // Ready implements moe.Streamer: the wrapped store's answer, or all of

@@ -27,6 +27,58 @@ type Block struct {
 	// MaxSlots bounds the (token, expert) slots of one pass of the expert
 	// pipeline, which bounds its buffers (0: 1024).
 	MaxSlots int
+	// Next, when set, is the next MoE layer's block. With a store that
+	// takes hints (expert streaming) and a step of at most lookaheadRows
+	// rows, its router also runs on this layer's router input and the
+	// experts it picks are hinted to the store, so their reads overlap this
+	// layer's work ("early routing": the residual stream changes little
+	// from one layer to the next, so the guess is often right; a wrong one
+	// costs a read, never a result).
+	Next *Block
+}
+
+// Hinter is a store that can start reading experts a later layer will
+// probably need, without a demand.
+type Hinter interface {
+	Hint(ctx context.Context, layer int, experts []int)
+}
+
+// lookaheadRows is the most rows a step may have for early routing:
+// decoding steps, where reads are on the critical path; a prefill chunk
+// demands most experts anyway.
+const lookaheadRows = 8
+
+// lookahead routes routerX with the next block's router and hints the
+// chosen experts to the store.
+func (m *Block) lookahead(ctx context.Context, b kernels.Backend, ws *model.Workspace, routerX kernels.Tensor) {
+	n := m.Next
+	h, ok := m.Store.(Hinter)
+	if n == nil || !ok || routerX.IsZero() || routerX.Rows > lookaheadRows {
+		return
+	}
+	t, k := routerX.Rows, n.Routing.K
+	ne := m.Store.Experts(n.Layer)
+	logits, err := ws.Get("moe.next.logits", t, ne)
+	if err != nil || ne == 0 {
+		return
+	}
+	n.Router.Forward(b, logits, routerX)
+	if !n.Mask.IsZero() {
+		b.Add(logits, logits, n.Mask)
+	}
+	idx, wts := ws.Int32s("moe.next.idx", t*k), ws.Float32s("moe.next.w", t*k)
+	if err := b.Route(logits, n.Routing, idx, wts); err != nil {
+		return
+	}
+	seen := make(map[int32]bool, len(idx))
+	experts := make([]int, 0, len(idx))
+	for _, e := range idx {
+		if e >= 0 && int(e) < ne && !seen[e] {
+			seen[e] = true
+			experts = append(experts, int(e))
+		}
+	}
+	h.Hint(ctx, n.Layer, experts)
 }
 
 // Dispatch is the host-side plan of one step: which rows go to which
@@ -125,7 +177,7 @@ func (m *Block) ForwardRouted(ctx context.Context, b kernels.Backend, ws *model.
 			wts[i] *= m.ExpertScale[e]
 		}
 	}
-	return m.ForwardChosen(ctx, b, ws, x, out, idx, wts)
+	return m.forwardChosen(ctx, b, ws, routerX, x, out, idx, wts)
 }
 
 // ForwardChosen runs the experts already chosen for each row of x —
@@ -134,6 +186,12 @@ func (m *Block) ForwardRouted(ctx context.Context, b kernels.Backend, ws *model.
 // token id, not by the router). The router, Mask and ExpertScale are not
 // used.
 func (m *Block) ForwardChosen(ctx context.Context, b kernels.Backend, ws *model.Workspace, x, out kernels.Tensor, idx []int32, wts []float32) error {
+	return m.forwardChosen(ctx, b, ws, kernels.Tensor{}, x, out, idx, wts)
+}
+
+// forwardChosen is ForwardChosen; routerX, when set, feeds early routing
+// of the next layer once this layer's reads are under way.
+func (m *Block) forwardChosen(ctx context.Context, b kernels.Backend, ws *model.Workspace, routerX, x, out kernels.Tensor, idx []int32, wts []float32) error {
 	t, k := x.Rows, m.Routing.K
 	ne := m.Store.Experts(m.Layer)
 	if len(idx) != t*k || len(wts) != t*k {
@@ -145,6 +203,7 @@ func (m *Block) ForwardChosen(ctx context.Context, b kernels.Backend, ws *model.
 		return fmt.Errorf("moe layer %d: %w", m.Layer, err)
 	}
 	m.Store.Prefetch(ctx, m.Layer, d.Experts)
+	m.lookahead(ctx, b, ws, routerX)
 	b.Fill(out, 0)
 	limit := m.MaxSlots
 	if limit <= 0 {

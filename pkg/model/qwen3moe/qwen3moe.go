@@ -165,6 +165,17 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 	if m.store == nil {
 		m.store = moe.NewResident(resident)
 	}
+	// Each MoE block knows the next one, for early routing under expert
+	// streaming (moe.Block.Next).
+	var prev *moe.Block
+	for _, l := range m.layers {
+		if l.moe != nil {
+			if prev != nil {
+				prev.Next = l.moe
+			}
+			prev = l.moe
+		}
+	}
 	for i, l := range m.layers {
 		if l.moe != nil {
 			l.moe.Store = m.store
