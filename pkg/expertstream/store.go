@@ -118,7 +118,7 @@ type Store struct {
 	open int
 	// hints: follow moe.Hinter hints.
 	hints bool
-	io   ioStats
+	io    ioStats
 }
 
 // Open opens the sidecar in dir for backend b. It fails when layout.json is
