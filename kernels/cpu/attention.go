@@ -160,8 +160,13 @@ func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
 				m = max(m, sink)
 			}
 			var sum float32
-			for i, x := range s {
-				e := float32(math.Exp(float64(x - m)))
+			i := 0
+			if simd && len(s) >= 8 {
+				i = len(s) &^ 7
+				sum = expShift(&s[0], &s[0], m, i)
+			}
+			for ; i < len(s); i++ {
+				e := float32(math.Exp(float64(s[i] - m)))
 				s[i] = e
 				sum += e
 			}

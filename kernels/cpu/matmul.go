@@ -475,16 +475,23 @@ func (b *Backend) mmFused(worker int, t *mmTask, r0, r1 int) {
 	gt := max(1, kTile/gs) // groups per tile
 	acc := s.accFloats(quads * triples * 96)
 	clear(acc)
+	// The input rows of the current tile of triples, looked up once.
+	var xr, sr [tokenTile][]float32
 	for t0 := 0; t0 < triples; t0 += tokenTile / 3 {
 		t1 := min(t0+tokenTile/3, triples)
+		for i := 3 * t0; i < 3*t1; i++ {
+			xr[i-3*t0], sr[i-3*t0] = xin(i), t.xsRow(i)
+		}
 		for g0 := 0; g0 < g; g0 += gt {
 			ng := min(gt, g-g0)
+			xo, so := g0*gs, g0*8
 			for q := 0; q < quads; q++ {
+				qp, bp := &qf[q*4*k+g0*gs*4], &bf[(q*g+g0)*4]
 				for tr := t0; tr < t1; tr++ {
-					i := 3 * tr
-					gemmA4x3(&qf[q*4*k+g0*gs*4], &bf[(q*g+g0)*4], ng, gs/8,
-						&xin(i)[g0*gs], &xin(i + 1)[g0*gs], &xin(i + 2)[g0*gs],
-						&t.xsRow(i)[g0*8], &t.xsRow(i + 1)[g0*8], &t.xsRow(i + 2)[g0*8],
+					j := 3 * (tr - t0)
+					gemmA4x3(qp, bp, ng, gs/8,
+						&xr[j][xo], &xr[j+1][xo], &xr[j+2][xo],
+						&sr[j][so], &sr[j+1][so], &sr[j+2][so],
 						(*[96]float32)(acc[(q*triples+tr)*96:]))
 				}
 			}

@@ -129,9 +129,15 @@ func (b *Backend) Activate(dst, gate, up kernels.Tensor, a kernels.Activation) {
 		b.fail("activate", err)
 		return
 	}
+	fast := b.simd && a.Kind == kernels.SiLU
 	b.forRows(dst.Rows, dst.Cols, func(_, i int) {
 		dr, gr, ur := row(d, dst, i), row(g, gate, i), row(u, up, i)
-		for j := range dr {
+		j := 0
+		if fast && len(dr) >= 8 {
+			j = len(dr) &^ 7
+			siluMul(&dr[0], &gr[0], &ur[0], j)
+		}
+		for ; j < len(dr); j++ {
 			dr[j] = f(gr[j], ur[j])
 		}
 	})

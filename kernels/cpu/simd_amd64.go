@@ -50,3 +50,9 @@ func reduceT(t *float32, out *float32, n int)
 
 //go:noescape
 func axpy8(o *float32, p *float32, v *float32, ldv, k int)
+
+//go:noescape
+func expShift(dst, src *float32, m float32, n int) float32
+
+//go:noescape
+func siluMul(dst, gate, up *float32, n int)

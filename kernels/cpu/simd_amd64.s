@@ -93,6 +93,42 @@ GLOBL mask4<>(SB), RODATA|NOPTR, $4
 	VMULPS S, Q, Q; \
 	VFMADD231PS Y8, Q, ACC
 
+// EXPCONST loads the constants EXP uses into Y9..Y14.
+#define EXPCONST \
+	VBROADCASTSS expc<>+0(SB), Y14; \
+	VBROADCASTSS expc<>+4(SB), Y13; \
+	VBROADCASTSS expc<>+8(SB), Y12; \
+	VBROADCASTSS expc<>+36(SB), Y11; \
+	VBROADCASTSS expc<>+40(SB), Y10; \
+	VPBROADCASTD expc<>+44(SB), Y9
+
+// EXP sets Y2 = exp(Y0) lane by lane (Cephes expf; x clamped below at
+// -87.34), clobbering Y0, Y1, Y3, Y4.
+#define EXP \
+	VMAXPS Y10, Y0, Y0; \
+	VMULPS Y14, Y0, Y1; \
+	VROUNDPS $0, Y1, Y1; \
+	VFNMADD231PS Y13, Y1, Y0; \
+	VFNMADD231PS Y12, Y1, Y0; \
+	VBROADCASTSS expc<>+12(SB), Y2; \
+	VBROADCASTSS expc<>+16(SB), Y3; \
+	VFMADD213PS Y3, Y0, Y2; \
+	VBROADCASTSS expc<>+20(SB), Y3; \
+	VFMADD213PS Y3, Y0, Y2; \
+	VBROADCASTSS expc<>+24(SB), Y3; \
+	VFMADD213PS Y3, Y0, Y2; \
+	VBROADCASTSS expc<>+28(SB), Y3; \
+	VFMADD213PS Y3, Y0, Y2; \
+	VBROADCASTSS expc<>+32(SB), Y3; \
+	VFMADD213PS Y3, Y0, Y2; \
+	VMULPS Y0, Y0, Y4; \
+	VFMADD213PS Y0, Y4, Y2; \
+	VADDPS Y11, Y2, Y2; \
+	VCVTPS2DQ Y1, Y1; \
+	VPADDD Y9, Y1, Y1; \
+	VPSLLD $23, Y1, Y1; \
+	VMULPS Y1, Y2, Y2
+
 // func dotF32(a, b *float32, k int) float32
 TEXT ·dotF32(SB), NOSPLIT, $0-28
 	MOVQ a+0(FP), SI
@@ -685,5 +721,84 @@ ax8loop:
 	JNZ         ax8loop
 
 ax8done:
+	VZEROUPPER
+	RET
+
+// Constants of the exponential below (Cephes expf: exp(x) = 2^n·P(r),
+// x = n·ln2 + r, |r| ≤ ln2/2; relative error about 1e-7).
+DATA expc<>+0(SB)/4, $0x3fb8aa3b  // log2(e)
+DATA expc<>+4(SB)/4, $0x3f318000  // ln2 high part 0.693359375
+DATA expc<>+8(SB)/4, $0xb95e8083  // ln2 low part -2.12194440e-4
+DATA expc<>+12(SB)/4, $0x39506967 // p0 1.9875691500e-4
+DATA expc<>+16(SB)/4, $0x3ab743ce // p1 1.3981999507e-3
+DATA expc<>+20(SB)/4, $0x3c088908 // p2 8.3334519073e-3
+DATA expc<>+24(SB)/4, $0x3d2aa9c1 // p3 4.1665795894e-2
+DATA expc<>+28(SB)/4, $0x3e2aaaaa // p4 1.6666665459e-1
+DATA expc<>+32(SB)/4, $0x3f000000 // p5 0.5
+DATA expc<>+36(SB)/4, $0x3f800000 // 1
+DATA expc<>+40(SB)/4, $0xc2aeac50 // -87.3365 (below: exp underflows to 0)
+DATA expc<>+44(SB)/4, $127
+DATA expc<>+48(SB)/4, $0x42b00000 // 88 (above: exp would overflow)
+GLOBL expc<>(SB), RODATA|NOPTR, $52
+
+// func expShift(dst, src *float32, m float32, n int) float32
+// dst[i] = exp(src[i] - m) for i < n (a multiple of 8), and returns their
+// sum (8 lanes in order of i, then REDUCE). src and dst may alias.
+TEXT ·expShift(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	VBROADCASTSS m+16(FP), Y15
+	MOVQ         n+24(FP), CX
+	EXPCONST
+	VXORPS       Y8, Y8, Y8
+	SHRQ         $3, CX
+	JZ           exdone
+
+exloop:
+	VMOVUPS (SI), Y0
+	VSUBPS  Y15, Y0, Y0
+	EXP
+	VMOVUPS Y2, (DI)
+	VADDPS  Y2, Y8, Y8
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     exloop
+
+exdone:
+	REDUCE(Y8, X8, X0)
+	VMOVSS X8, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func siluMul(dst, gate, up *float32, n int)
+// dst[i] = gate[i] / (1 + exp(-gate[i])) · up[i] for i < n (a multiple of 8).
+TEXT ·siluMul(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ up+16(FP), DX
+	MOVQ n+24(FP), CX
+	EXPCONST
+	VBROADCASTSS expc<>+48(SB), Y15
+	SHRQ         $3, CX
+	JZ           sldone
+
+slloop:
+	VMOVUPS (SI), Y5
+	VXORPS  Y0, Y0, Y0
+	VSUBPS  Y5, Y0, Y0     // -g
+	VMINPS  Y15, Y0, Y0    // keep exp finite
+	EXP
+	VADDPS  Y11, Y2, Y2    // 1 + exp(-g)
+	VDIVPS  Y2, Y5, Y5     // g / (1 + exp(-g))
+	VMULPS  (DX), Y5, Y5
+	VMOVUPS Y5, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     slloop
+
+sldone:
 	VZEROUPPER
 	RET

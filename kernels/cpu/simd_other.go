@@ -42,3 +42,7 @@ func gemmA4x3(q *float32, b *float32, groups, chunks int, x0, x1, x2, xs0, xs1, 
 func reduceT(t *float32, out *float32, n int) { noSIMD() }
 
 func axpy8(o *float32, p *float32, v *float32, ldv, k int) { noSIMD() }
+
+func expShift(dst, src *float32, m float32, n int) float32 { noSIMD(); return 0 }
+
+func siluMul(dst, gate, up *float32, n int) { noSIMD() }
