@@ -179,6 +179,8 @@ func TestRefusalsAndUsage(t *testing.T) {
 	dir := enginetest.Checkpoint(t, "qwen3_moe", nil)
 	other, err := fixture.Load("deepseek_v4")
 	require.NoError(t, err)
+	unknown := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(unknown, "config.json"), []byte(`{"model_type": "llama", "hidden_size": 8}`), 0o644))
 	tests := []struct {
 		name string
 		args []string
@@ -201,7 +203,7 @@ func TestRefusalsAndUsage(t *testing.T) {
 		{"policy without streaming", []string{dir, "--prompt", "x", "--expert-policy", "lru"}, cliapp.ExitUsage, "need --streaming"},
 		{"speculate without streaming", []string{dir, "--prompt", "x", "--expert-speculate"}, cliapp.ExitUsage, "need --streaming"},
 		{"bad policy", []string{dir, "--prompt", "x", "--streaming", "--expert-policy", "mru"}, cliapp.ExitUsage, "unknown eviction policy"},
-		{"unsupported arch", []string{other.Dir, "--prompt-tokens", "1"}, cliapp.ExitNo, "deepseek_v4 forward pass not implemented in this build"},
+		{"unsupported arch", []string{unknown, "--prompt-tokens", "1"}, cliapp.ExitNo, `unsupported model_type "llama"`},
 		{"missing dir", []string{"./no/such/dir", "--prompt", "x"}, cliapp.ExitIO, "no such directory"},
 		{"context", []string{dir, "--prompt", "x", "--max-tokens", "100000"}, cliapp.ExitUsage, "exceeds the model's context"},
 		{"no tokenizer", []string{other.Dir[:len(other.Dir)-len("deepseek_v4")] + "qwen3_moe", "--prompt", "x"}, cliapp.ExitIO, "--prompt-tokens"},

@@ -181,6 +181,8 @@ func (b Build) openAIHTTP(arch registry.Arch, in *checkpoint.Inspection) capabil
 		switch {
 		case in.WeightsInspected && (in.Layout == checkpoint.PerExpert || in.Layout == checkpoint.Engine):
 			return capability.Okf("registered architecture (routed experts resident in memory)")
+		case in.WeightsInspected && in.Layout == checkpoint.Stacked && !arch.Stacked:
+			pending = append(pending, fmt.Sprintf("slice the stacked experts with mach-prune first (%s loads the per-expert layout resident)", arch.ModelType))
 		case !in.WeightsInspected:
 			undecided = true // per-expert weights would load resident
 		}
@@ -197,6 +199,9 @@ func (b Build) openAIHTTP(arch registry.Arch, in *checkpoint.Inspection) capabil
 func (b Build) expertStreaming(arch registry.Arch, in *checkpoint.Inspection) capability.Result {
 	if r, blocked := b.needs(arch, b.Features.ExpertStreaming, "expert streaming"); blocked {
 		return r
+	}
+	if !arch.Support.Streaming {
+		return capability.Blockedf("expert streaming for %s not implemented in this build", arch.ModelType)
 	}
 	if in == nil {
 		return capability.Okf("expert-sidecar streaming into a byte-budgeted cache (mach-generate --streaming)")
@@ -251,6 +256,9 @@ func (b Build) bf16Streaming(arch registry.Arch, in *checkpoint.Inspection) capa
 	}
 	if r, blocked := b.needs(arch, b.Features.BF16Streaming, "bf16 expert streaming"); blocked {
 		return r
+	}
+	if !arch.Support.Streaming {
+		return capability.Blockedf("expert streaming for %s not implemented in this build", arch.ModelType)
 	}
 	switch {
 	case in == nil || in.Quant.Mode == "unknown" || in.Quant.Mode == "":

@@ -6,6 +6,7 @@ import (
 
 	"github.com/maniac-ai/mach/pkg/checkpoint"
 	"github.com/maniac-ai/mach/pkg/hostmem"
+	"github.com/maniac-ai/mach/pkg/kvcache/kvsize"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/registry"
 )
@@ -154,8 +155,9 @@ func clampInt64(f float64) int64 {
 //     constant state (conv window and recurrent matrix, fp32, held twice:
 //     kvcache.Hybrid double-buffers them so a failed step changes nothing);
 //   - compressed (deepseek_v4): one shared K=V head per layer over the
-//     sliding window, plus one compressed entry per ratio tokens (and the
-//     lightning indexer's keys on CSA layers).
+//     sliding window, plus one compressed entry per ratio tokens, the
+//     lightning indexer's f32 keys on CSA layers and the compressors'
+//     pending f32 projections (kvsize.Compressed, as kvcache.Compressed).
 func KVBytes(cfg *modelconfig.Config, kind registry.KVCacheKind, contextLength int) int64 {
 	ctx := float64(contextLength)
 	var total float64
@@ -199,18 +201,21 @@ func gdnStateBytes(cfg *modelconfig.Config) float64 {
 	return 2 * (conv + hv*dk*dv*recurrentBytesPerValue)
 }
 
+// compressedBytes is what kvcache.Compressed holds for the layer: the
+// cache and this estimate call the same function (kvsize.Compressed).
 func compressedBytes(cfg *modelconfig.Config, layer int, ctx float64) float64 {
-	hd := float64(cfg.HeadDim)
-	// K and V are the same single head.
-	b := window(cfg, modelconfig.SlidingAttention, ctx) * hd * kvBytesPerValue
+	tokens := int(math.Min(ctx, math.MaxInt32))
+	l := kvsize.CompressedLayer{HeadDim: cfg.HeadDim, Window: cfg.SlidingWindow}
+	if l.Window <= 0 {
+		l.Window = tokens
+	}
 	if layer < len(cfg.CompressRatios) && cfg.CompressRatios[layer] > 0 {
-		entries := math.Floor(ctx / float64(cfg.CompressRatios[layer]))
-		b += entries * hd * kvBytesPerValue
+		l.Ratio = cfg.CompressRatios[layer]
 		if cfg.LayerKind(layer) == modelconfig.CompressedSparse {
-			b += entries * float64(cfg.IndexHeadDim) * kvBytesPerValue
+			l.Overlap, l.IndexDim = true, cfg.IndexHeadDim
 		}
 	}
-	return b
+	return float64(kvsize.Compressed([]kvsize.CompressedLayer{l}, tokens, kvBytesPerValue))
 }
 
 // bitsPerWeight is the storage cost of one weight of a quant, scales

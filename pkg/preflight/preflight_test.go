@@ -80,7 +80,7 @@ func everything(t *testing.T) preflight.Build {
 	t.Helper()
 	var archs []registry.Arch
 	for _, a := range registry.Default().All() {
-		a.Support = registry.Support{Forward: true, Batching: true, PrefixReuse: true}
+		a.Support = registry.Support{Forward: true, Batching: true, PrefixReuse: true, Streaming: true}
 		archs = append(archs, a)
 	}
 	reg, err := registry.New(archs...)
@@ -115,7 +115,7 @@ func TestMatrixWhenEverythingIsImplemented(t *testing.T) {
 	ok, bl, na, un, need := capability.OK, capability.Blocked, capability.NA, capability.Unknown, capability.NeedsArtifact
 	want := map[string]map[capability.Path]capability.Status{
 		"deepseek_v4": {"openai_http": ok, "expert_streaming": ok, "resident_stacked": bl, "bf16_streaming": un, "gguf_experts_2bit": un,
-			"specdec": need, "continuous_batching": bl, "turboquant_kv": ok, "prefix_kv_reuse": ok, "native_tool_grammar": na},
+			"specdec": need, "continuous_batching": ok, "turboquant_kv": ok, "prefix_kv_reuse": ok, "native_tool_grammar": na},
 		"gemma4": {"openai_http": ok, "expert_streaming": ok, "resident_stacked": un, "bf16_streaming": un, "gguf_experts_2bit": un,
 			"specdec": na, "continuous_batching": ok, "turboquant_kv": ok, "prefix_kv_reuse": ok, "native_tool_grammar": na},
 		"qwen3_moe": {"openai_http": ok, "expert_streaming": ok, "resident_stacked": un, "bf16_streaming": un, "gguf_experts_2bit": un,
@@ -235,9 +235,12 @@ func TestKVBytes(t *testing.T) {
 		// state (4 heads × 16 × 16 × fp32), double-buffered as
 		// kvcache.Hybrid keeps them.
 		{"qwen3_5_moe", registry.KVHybridGDN, 512, 2*2*16*2*512 + 3*2*(3*128*4+4*16*16*4)},
-		// Window 8 × 32 dims on every layer; HCA (ratio 8) 64 entries;
-		// two CSA layers (ratio 4) 128 entries plus 16-dim indexer keys.
-		{"deepseek_v4", registry.KVCompressed, 512, 4*(8*32*2) + 64*32*2 + 2*(128*32*2+128*16*2)},
+		// Window 8 × 32 dims on every layer; HCA (ratio 8): 64 entries and
+		// 7 tokens' pending projections (kv and gate, f32); two CSA layers
+		// (ratio 4): 128 entries, 128 f32 indexer keys of 16, 7 tokens'
+		// pending projections of two series, and the indexer's (4 × 16).
+		{"deepseek_v4", registry.KVCompressed, 512, 4*(8*32*2) + 64*32*2 + 7*2*32*4 +
+			2*(128*32*2+128*16*4+7*2*2*32*4+7*4*16*4)},
 		// Gemma 4: three sliding layers (window 8, 2 heads × 16), one full
 		// layer with per_layer_config head_dim 512.
 		{"gemma4", registry.KVRotating, 512, 3*(2*2*16*2*8) + 2*2*512*2*512},

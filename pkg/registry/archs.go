@@ -26,6 +26,14 @@ func Default() *Registry {
 			ModelModule:  modulePrefix + "deepseekv4",
 			KVCache:      KVCompressed,
 			Specdec:      MTPEagle3,
+			// pkg/model/deepseekv4: parity with transformers on the
+			// deepseek_v4 fixture (logits, the reference greedy and
+			// transformers' cached generate through the compressed cache);
+			// FP8/FP4 weights bit-identical to their dequantized values;
+			// batched steps and prefix reuse over per-sequence compressed
+			// caches bit-identical, there and through pkg/scheduler. No
+			// expert streaming yet (DeepSeek's FP4 sidecars are not bound).
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
 		},
 		Arch{
 			ModelType:    "gemma4",
@@ -44,7 +52,7 @@ func Default() *Registry {
 			// per-sequence rotating caches bit-identical to single ones.
 			// pkg/scheduler: prefix reuse (cut back in the window or to a
 			// snapshot) gives the cold run's tokens on the gemma4 fixture.
-			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true, Streaming: true},
 		},
 		Arch{
 			ModelType:        "gpt_oss",
@@ -64,7 +72,7 @@ func Default() *Registry {
 			// sequences crossing the sliding window over per-sequence
 			// rotating caches bit-identical to single ones. pkg/scheduler:
 			// prefix reuse gives the cold run's tokens on the gpt_oss fixture.
-			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true, Streaming: true},
 		},
 		Arch{
 			ModelType:    "qwen3_5_moe",
@@ -83,7 +91,7 @@ func Default() *Registry {
 			// over per-sequence hybrid caches bit-identical to single ones
 			// (there and through pkg/scheduler); prefix reuse through the
 			// scheduler restoring recurrent-state snapshots.
-			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true, Streaming: true},
 		},
 		Arch{
 			ModelType:    "qwen3_moe",
@@ -100,7 +108,7 @@ func Default() *Registry {
 			// qwen3_moe fixture, and batched forward steps over
 			// per-sequence caches bit-identical to single ones. pkg/scheduler:
 			// prefix reuse gives the cold run's tokens on the qwen3_moe fixture.
-			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true, Streaming: true},
 		},
 	)
 	if err != nil {

@@ -86,6 +86,9 @@ type Support struct {
 	// PrefixReuse: prefix KV reuse is implemented and tested for this
 	// architecture's cache kind.
 	PrefixReuse bool
+	// Streaming: the routed experts can be served from expert_sidecar/
+	// (the architecture has a moe.StoreLoader in model/archs).
+	Streaming bool
 }
 
 // Arch holds the static facts of one architecture.
@@ -125,9 +128,6 @@ func (a Arch) ContinuousBatching() capability.Result {
 	if !a.Support.Forward {
 		return capability.Blockedf("%s forward pass not implemented in this build", a.ModelType)
 	}
-	if a.KVCache == KVCompressed {
-		return capability.Blockedf("compressed KV cache is not batch-compatible in this build")
-	}
 	if !a.Support.Batching {
 		return capability.Blockedf("continuous batching with the %s KV cache not implemented in this build", a.KVCache)
 	}
@@ -138,6 +138,8 @@ func (a Arch) ContinuousBatching() capability.Result {
 		return capability.Okf("hybrid GDN cache keeps per-sequence recurrent state")
 	case KVRotating:
 		return capability.Okf("rotating KV cache is batch-compatible")
+	case KVCompressed:
+		return capability.Okf("compressed KV cache keeps per-sequence windows, entries and compressor state")
 	}
 	return capability.Of(capability.Unknown, "unrecognised KV cache kind %q", a.KVCache)
 }

@@ -84,7 +84,8 @@ func TestContinuousBatchingDerivation(t *testing.T) {
 		{registry.KVStandard, registry.Support{Forward: true, Batching: true}, capability.OK},
 		{registry.KVHybridGDN, registry.Support{Forward: true, Batching: true}, capability.OK},
 		{registry.KVRotating, registry.Support{Forward: true, Batching: true}, capability.OK},
-		{registry.KVCompressed, registry.Support{Forward: true, Batching: true}, capability.Blocked},
+		{registry.KVCompressed, registry.Support{Forward: true}, capability.Blocked},
+		{registry.KVCompressed, registry.Support{Forward: true, Batching: true}, capability.OK},
 	}
 	for _, tt := range tests {
 		a := base

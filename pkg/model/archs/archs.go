@@ -9,6 +9,7 @@ import (
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/deepseekv4"
 	"github.com/maniac-ai/mach/pkg/model/gemma4"
 	"github.com/maniac-ai/mach/pkg/model/gptoss"
 	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
@@ -20,10 +21,11 @@ import (
 // Loaders returns a loader for every implemented architecture.
 func Loaders() model.Loaders {
 	return model.Loaders{
-		qwen3moe.ModelType:  qwen3moe.Loader,
-		gemma4.ModelType:    gemma4.Loader,
-		gptoss.ModelType:    gptoss.Loader,
-		qwen35moe.ModelType: qwen35moe.Loader,
+		qwen3moe.ModelType:   qwen3moe.Loader,
+		gemma4.ModelType:     gemma4.Loader,
+		gptoss.ModelType:     gptoss.Loader,
+		qwen35moe.ModelType:  qwen35moe.Loader,
+		deepseekv4.ModelType: deepseekv4.Loader,
 	}
 }
 

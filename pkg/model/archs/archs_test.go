@@ -23,11 +23,17 @@ func TestLoadersMatchRegistry(t *testing.T) {
 	}
 }
 
-// Every architecture that can stream its experts can also be loaded.
+// Every architecture that can stream its experts can also be loaded, and
+// the registry claims streaming exactly for those.
 func TestStoreLoadersAreLoaders(t *testing.T) {
 	loaders := archs.Loaders()
-	for mt := range archs.StoreLoaders() {
+	stores := archs.StoreLoaders()
+	for mt := range stores {
 		_, ok := loaders[mt]
 		require.True(t, ok, "store loader for %q without a loader", mt)
+	}
+	for _, a := range registry.Default().All() {
+		_, has := stores[a.ModelType]
+		require.Equal(t, a.Support.Streaming, has, "%s: registry Support.Streaming=%v but store loader present=%v", a.ModelType, a.Support.Streaming, has)
 	}
 }
