@@ -102,8 +102,12 @@ type ropeParams struct {
 // 256 and 512) before anything is sized from them.
 const maxHeadDim = 1 << 16
 
-// transformers' defaults (Gemma4TextConfig.__post_init__).
+// transformers' defaults (Gemma4TextConfig's fields and __post_init__).
 const (
+	defaultHeadDim       = 256
+	defaultSlidingWindow = 512
+	defaultPerLayerInput = 256
+	defaultPerLayerVocab = 262144
 	defaultGlobalHeadDim = 512
 	defaultSlidingTheta  = 10000.0
 	defaultFullTheta     = 1000000.0
@@ -122,13 +126,29 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 		return bad("model_type %q is not %s", cfg.ModelType, ModelType)
 	}
 	var x textConfig
-	if err := json.Unmarshal(cfg.Text, &x); err != nil {
-		return Options{}, fault.Mark(fmt.Errorf("%s: text config: %w", cfg.Name(), err), fault.ErrIO)
+	var keys, top map[string]json.RawMessage
+	for _, err := range []error{json.Unmarshal(cfg.Text, &x), json.Unmarshal(cfg.Text, &keys), json.Unmarshal(cfg.Raw, &top)} {
+		if err != nil {
+			return Options{}, fault.Mark(fmt.Errorf("%s: text config: %w", cfg.Name(), err), fault.ErrIO)
+		}
+	}
+	// An absent key takes transformers' default, which is not always what
+	// null or the normalized config's zero means.
+	_, hasPerLayerInput := keys["hidden_size_per_layer_input"]
+	_, hasHeadDim := keys["head_dim"]
+	_, hasWindow := keys["sliding_window"]
+	tied := true // PreTrainedConfig's default
+	for _, m := range []map[string]json.RawMessage{keys, top} {
+		if _, ok := m["tie_word_embeddings"]; ok {
+			tied = cfg.TieWordEmbeddings
+			break
+		}
 	}
 	o := Options{
 		Hidden: cfg.HiddenSize, Layers: cfg.NumLayers, Vocab: cfg.VocabSize, MaxPositions: cfg.MaxPositionEmbeddings,
 		Experts: cfg.NumExperts, TopK: cfg.ExpertsPerToken, Width: cfg.MoEIntermediateSize,
-		TiedEmbeddings: cfg.TieWordEmbeddings, Eps: 1e-6, KVSharedLayers: x.KVSharedLayers,
+		TiedEmbeddings: tied, Eps: 1e-6, KVSharedLayers: x.KVSharedLayers,
+		PerLayerInput: defaultPerLayerInput, PerLayerVocab: defaultPerLayerVocab,
 	}
 	if x.Eps != nil {
 		o.Eps = float32(*x.Eps)
@@ -136,10 +156,12 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 	if x.Softcap != nil {
 		o.Softcap = float32(*x.Softcap)
 	}
-	if x.PerLayerInput != nil {
-		o.PerLayerInput = *x.PerLayerInput
+	if hasPerLayerInput {
+		o.PerLayerInput = 0 // null switches per-layer inputs off
+		if x.PerLayerInput != nil {
+			o.PerLayerInput = *x.PerLayerInput
+		}
 	}
-	o.PerLayerVocab = o.Vocab
 	if x.PerLayerVocab != nil {
 		o.PerLayerVocab = *x.PerLayerVocab
 	}
@@ -147,11 +169,14 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 		o.MaxPositions = 131072
 	}
 	heads, kvHeads, headDim := cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
+	if !hasHeadDim {
+		headDim = defaultHeadDim
+	}
 	switch {
 	case o.Hidden <= 0 || o.Layers <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0 || o.Vocab <= 0:
 		return bad("hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim and vocab_size must be positive")
-	case x.EnableMoEBlock != nil && !*x.EnableMoEBlock:
-		return bad("enable_moe_block is false: a dense Gemma 4; mach runs the MoE member (gemma-4-26B-A4B) and has no dense Gemma 4 reference to check against")
+	case x.EnableMoEBlock == nil || !*x.EnableMoEBlock:
+		return bad("enable_moe_block is not true (transformers' default is false): a dense Gemma 4; mach runs the MoE member (gemma-4-26B-A4B) and has no dense Gemma 4 reference to check against")
 	case o.Experts <= 0 || o.TopK <= 0 || o.TopK > o.Experts || o.Width <= 0:
 		return bad("num_experts %d, top_k_experts %d, moe_intermediate_size %d do not describe a MoE block", o.Experts, o.TopK, o.Width)
 	case cfg.IntermediateSize <= 0:
@@ -180,6 +205,9 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 	}
 	kinds[len(kinds)-1] = Full
 	window := cfg.SlidingWindow
+	if !hasWindow {
+		window = defaultSlidingWindow
+	}
 
 	// Per-layer attention dimensions.
 	type dims struct{ heads, kv, hd int }

@@ -114,13 +114,62 @@ func TestParseOptionsKVSharing(t *testing.T) {
 	require.Equal(t, gemma4.Full, o.Layer[5].Kind)
 }
 
+// Absent keys take transformers' defaults (Gemma4TextConfig), which differ
+// from null or zero for some of them.
+func TestParseOptionsDefaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(map[string]any)
+		check func(*testing.T, gemma4.Options)
+	}{
+		{"per-layer inputs absent", func(x map[string]any) { delete(x, "hidden_size_per_layer_input") }, func(t *testing.T, o gemma4.Options) {
+			require.Equal(t, 256, o.PerLayerInput)
+			require.Equal(t, 262144, o.PerLayerVocab)
+		}},
+		{"per-layer inputs null", func(x map[string]any) { x["hidden_size_per_layer_input"] = nil }, func(t *testing.T, o gemma4.Options) {
+			require.Zero(t, o.PerLayerInput)
+		}},
+		{"window absent", func(x map[string]any) { delete(x, "sliding_window") }, func(t *testing.T, o gemma4.Options) {
+			require.Equal(t, 512, o.Layer[0].Window)
+		}},
+		{"head dim absent", func(x map[string]any) { delete(x, "head_dim") }, func(t *testing.T, o gemma4.Options) {
+			require.Equal(t, 256, o.Layer[0].HeadDim)
+		}},
+		{"tied absent", func(x map[string]any) { delete(x, "tie_word_embeddings") }, func(t *testing.T, o gemma4.Options) {
+			require.True(t, o.TiedEmbeddings)
+		}},
+		{"untied", func(x map[string]any) { x["tie_word_embeddings"] = false }, func(t *testing.T, o gemma4.Options) {
+			require.False(t, o.TiedEmbeddings)
+		}},
+		{"no rope_parameters", func(x map[string]any) { delete(x, "rope_parameters") }, func(t *testing.T, o gemma4.Options) {
+			require.Equal(t, 256, o.Layer[0].RoPE.Dims)
+			require.NotZero(t, o.Layer[5].RoPE.InvFreq[63])
+			require.Zero(t, o.Layer[5].RoPE.InvFreq[64])
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := hubText()
+			tt.edit(x)
+			raw, err := json.Marshal(map[string]any{"model_type": "gemma4", "text_config": x})
+			require.NoError(t, err)
+			cfg, err := modelconfig.Parse(raw)
+			require.NoError(t, err)
+			o, err := gemma4.ParseOptions(cfg)
+			require.NoError(t, err)
+			tt.check(t, o)
+		})
+	}
+}
+
 func TestParseOptionsRefusals(t *testing.T) {
 	tests := []struct {
 		name string
 		edit func(map[string]any)
 		want string
 	}{
-		{"dense", func(x map[string]any) { x["enable_moe_block"] = false }, "enable_moe_block is false"},
+		{"dense", func(x map[string]any) { x["enable_moe_block"] = false }, "enable_moe_block is not true"},
+		{"dense by default", func(x map[string]any) { delete(x, "enable_moe_block") }, "transformers' default is false"},
 		{"activation", func(x map[string]any) { x["hidden_activation"] = "silu" }, `hidden_activation "silu"`},
 		{"bias", func(x map[string]any) { x["attention_bias"] = true }, "attention_bias"},
 		{"bidirectional", func(x map[string]any) { x["use_bidirectional_attention"] = "all" }, "use_bidirectional_attention"},
