@@ -48,8 +48,10 @@ HTTP API (OpenAI-compatible; errors in OpenAI's error JSON):
                               top_k, min_p, seed, stop, presence_penalty,
                               frequency_penalty, repetition_penalty,
                               logprobs / top_logprobs, chat_template_kwargs,
-                              reasoning_effort; reasoning_content apart from
-                              content; tool calls parsed per model family
+                              reasoning_effort, response_format json_object
+                              (sampling is masked to a JSON object);
+                              reasoning_content apart from content; tool
+                              calls parsed per model family
    POST /v1/completions       prompt (text or token ids), echo, logprobs
    GET  /v1/models            the served model
    GET  /v1/capabilities      the registry's arch_summary and every serving
@@ -61,8 +63,8 @@ HTTP API (OpenAI-compatible; errors in OpenAI's error JSON):
                               usage, prefix-cache hits (and the expert cache
                               with --streaming)
 Not supported (400 with code not_supported): n > 1, tool_choice required
-or a named function and response_format json_object / json_schema (they
-need constrained decoding, which this build lacks), logit_bias, the legacy
+or a named function and response_format json_schema (they need grammar-
+constrained decoding, which this build lacks), logit_bias, the legacy
 functions / function_call fields, non-text content parts.
 --api-key (or MACH_API_KEY) makes every /v1/ route require
 "Authorization: Bearer KEY" (401 otherwise).

@@ -103,6 +103,18 @@ type Request struct {
 	Stop []string
 	// Decoder makes the text (a fresh one per request); nil gives ids only.
 	Decoder engine.TextDecoder
+	// Constraint, when set, restricts which tokens may be sampled (JSON
+	// mode); one per request.
+	Constraint Constraint
+}
+
+// Constraint restricts sampling, called from the scheduler's goroutine:
+// Mask sets the logits of tokens that may not come next to -Inf (the
+// reported logprobs are then those of the constrained distribution), and
+// Accept records the token sampled.
+type Constraint interface {
+	Mask(logits []float32)
+	Accept(id int32)
 }
 
 // Result describes a finished generation.
@@ -208,6 +220,9 @@ func New(m model.Model, opts Options) (*Scheduler, error) {
 
 // Options returns the options in effect (defaults filled in).
 func (s *Scheduler) Options() Options { return s.opts }
+
+// Vocab is the model's vocabulary size.
+func (s *Scheduler) Vocab() int { return s.m.Info().Vocab }
 
 // cacheCost is what a cache of n tokens can take: fixed bytes (recurrent
 // state) plus perToken for each allocated row; caches allocate initRows
@@ -663,10 +678,16 @@ func (s *Scheduler) step(ctx context.Context) error {
 		if q.cancelled.Load() {
 			continue // reaped at the next step
 		}
+		if q.req.Constraint != nil {
+			q.req.Constraint.Mask(logits)
+		}
 		res, err := q.sampler.Sample(logits)
 		if err != nil {
 			s.fail(q, err)
 			continue
+		}
+		if q.req.Constraint != nil {
+			q.req.Constraint.Accept(res.Token)
 		}
 		if q.first.IsZero() {
 			q.first = now

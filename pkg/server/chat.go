@@ -241,8 +241,17 @@ func (s *Server) chatJob(req *chatRequest) (*chatJob, error) {
 		len(bytes.TrimSpace(req.FunctionCall)) > 0 && string(bytes.TrimSpace(req.FunctionCall)) != "null" {
 		return nil, notSupported("functions", "the legacy functions/function_call fields are not supported: send tools and tool_choice")
 	}
-	if rf := req.ResponseFormat; rf != nil && rf.Type != "" && rf.Type != "text" {
-		return nil, notSupported("response_format", "response_format %q is not supported yet: this build has no constrained decoding (grammar) to guarantee it", rf.Type)
+	jsonMode := false
+	if rf := req.ResponseFormat; rf != nil {
+		switch rf.Type {
+		case "", "text":
+		case "json_object":
+			jsonMode = true
+		case "json_schema":
+			return nil, notSupported("response_format", "response_format json_schema is not supported yet: this build constrains output to any JSON object (json_object), not to a schema")
+		default:
+			return nil, badRequest("response_format", "response_format type %q: want text, json_object or json_schema", rf.Type)
+		}
 	}
 	msgs, err := messages(req.Messages)
 	if err != nil {
@@ -318,6 +327,13 @@ func (s *Server) chatJob(req *chatRequest) (*chatJob, error) {
 		return nil, err
 	}
 	job.gen = &scheduler.Request{Prompt: ids, MaxTokens: n, Sampling: opts, Stop: stop, Decoder: s.newDecoder(s.format)}
+	if jsonMode {
+		v, err := s.jsonVocabulary()
+		if err != nil {
+			return nil, notSupported("response_format", "response_format json_object needs the model's tokenizer: %v", err)
+		}
+		job.gen.Constraint = newJSONConstraint(v)
+	}
 	return job, nil
 }
 

@@ -85,6 +85,7 @@ type Server struct {
 
 	ready    atomic.Bool
 	draining atomic.Bool
+	jsonModeState
 }
 
 // New returns the server for model, generating through sched.

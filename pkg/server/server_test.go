@@ -409,7 +409,8 @@ func TestErrors(t *testing.T) {
 		{"max_tokens", "/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 0}, 400, "max_tokens", nil},
 		{"too long", "/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 5000}, 400, "messages", "context_length_exceeded"},
 		{"stop", "/v1/chat/completions", map[string]any{"messages": msgs, "stop": []string{"a", "b", "c", "d", "e"}}, 400, "stop", nil},
-		{"json_object", "/v1/chat/completions", map[string]any{"messages": msgs, "response_format": map[string]any{"type": "json_object"}}, 400, "response_format", "not_supported"},
+		{"json_schema", "/v1/chat/completions", map[string]any{"messages": msgs, "response_format": map[string]any{"type": "json_schema"}}, 400, "response_format", "not_supported"},
+		{"response_format type", "/v1/chat/completions", map[string]any{"messages": msgs, "response_format": map[string]any{"type": "yaml"}}, 400, "response_format", nil},
 		{"tool_choice required", "/v1/chat/completions", map[string]any{"messages": msgs, "tools": []any{weatherTool}, "tool_choice": "required"}, 400, "tool_choice", "not_supported"},
 		{"tool_choice unknown name", "/v1/chat/completions", map[string]any{"messages": msgs, "tools": []any{weatherTool}, "tool_choice": map[string]any{"type": "function", "function": map[string]any{"name": "nope"}}}, 400, "tool_choice", nil},
 		{"bad tool", "/v1/chat/completions", map[string]any{"messages": msgs, "tools": []any{map[string]any{"type": "function"}}}, 400, "tools[0].function.name", nil},
@@ -751,4 +752,46 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	st := h.sched.Stats()
 	require.Equal(t, uint64(2000), st.Finished+st.Cancelled)
+}
+
+// JSON mode: the output is a JSON object (or a prefix of one when
+// max_tokens cuts it), whatever the model prefers; json_schema is refused.
+func TestJSONMode(t *testing.T) {
+	h := newHarness(t, setup{fixture: "qwen3_moe"})
+	for _, stream := range []bool{false, true} {
+		body := map[string]any{"messages": []any{user("Give me JSON")}, "response_format": map[string]any{"type": "json_object"},
+			"max_tokens": 48, "temperature": 0, "stream": stream}
+		var content, finish string
+		if stream {
+			status, events, done := h.stream(t.Context(), "/v1/chat/completions", body)
+			require.Equal(t, http.StatusOK, status)
+			require.True(t, done)
+			for _, ev := range events {
+				c := ev["choices"].([]any)[0].(map[string]any)
+				if s, ok := c["delta"].(map[string]any)["content"].(string); ok {
+					content += s
+				}
+				if f, ok := c["finish_reason"].(string); ok {
+					finish = f
+				}
+			}
+		} else {
+			status, resp, _ := h.post("/v1/chat/completions", body)
+			require.Equal(t, http.StatusOK, status, resp)
+			content, finish = message(resp)["content"].(string), choice(resp)["finish_reason"].(string)
+		}
+		t.Logf("stream=%v finish=%s content=%q", stream, finish, content)
+		require.NotEmpty(t, content)
+		if finish == "stop" {
+			var v map[string]any
+			require.NoError(t, json.Unmarshal([]byte(content), &v), "a complete JSON object: %q", content)
+		} else {
+			require.Equal(t, "length", finish)
+			require.Equal(t, byte('{'), strings.TrimSpace(content)[0], "an object's prefix: %q", content)
+		}
+	}
+	status, resp, _ := h.post("/v1/chat/completions", map[string]any{"messages": []any{user("x")},
+		"response_format": map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "s", "schema": map[string]any{}}}})
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Equal(t, "not_supported", resp["error"].(map[string]any)["code"])
 }

@@ -175,6 +175,17 @@ try {
     assert.ok(r.usage.prompt_tokens_details.cached_tokens > 10, `cached_tokens ${r.usage.prompt_tokens_details.cached_tokens}`);
   });
 
+  await test("response_format json_object", async () => {
+    const r = await client.chat.completions.create({
+      model: "default", messages: [{ role: "user", content: "Describe itertools.chain as JSON." }], max_tokens: 64, temperature: 0,
+      response_format: { type: "json_object" },
+    });
+    const text = r.choices[0].message.content;
+    assert.ok(text.startsWith("{"), `an object: ${JSON.stringify(text)}`);
+    if (r.choices[0].finish_reason === "stop") JSON.parse(text);
+    else assert.equal(r.choices[0].finish_reason, "length");
+  });
+
   await test("completions", async () => {
     const r = await client.completions.create({ model: "default", prompt: "def fib(n):\n", max_tokens: 16, temperature: 0 });
     assert.equal(r.object, "text_completion");
