@@ -39,6 +39,9 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
+// maxDim bounds head sizes and head counts read from config.json.
+const maxDim = 1 << 16
+
 // Options are the hyper-parameters of the forward pass.
 type Options struct {
 	Hidden, Layers, Vocab, MaxPositions int
@@ -182,14 +185,20 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 	switch {
 	case o.Hidden <= 0 || o.Layers <= 0 || o.Heads <= 0 || o.HeadDim <= 0 || o.Vocab <= 0:
 		return bad("hidden_size, num_hidden_layers, num_attention_heads, head_dim and vocab_size must be positive")
+	case o.HeadDim > maxDim || o.Heads > maxDim || o.IndexDim > maxDim || o.IndexHeads > maxDim || o.Hidden > 1<<20 ||
+		o.QLora > 1<<20 || o.OLora > 1<<20 || o.OGroups > maxDim:
+		// Buffers and rotary tables are sized from these before any weight
+		// is read; real checkpoints are far below the bounds.
+		return bad("implausible dimensions: head_dim %d, num_attention_heads %d, index_head_dim %d, index_n_heads %d, hidden_size %d, q_lora_rank %d, o_lora_rank %d, o_groups %d",
+			o.HeadDim, o.Heads, o.IndexDim, o.IndexHeads, o.Hidden, o.QLora, o.OLora, o.OGroups)
 	case cfg.NumKVHeads != 1:
 		return bad("num_key_value_heads %d: DeepSeek-V4 attention has one shared K=V head", cfg.NumKVHeads)
 	case o.QLora <= 0 || o.OGroups <= 0 || o.OLora <= 0:
 		return bad("q_lora_rank %d, o_groups %d and o_lora_rank %d must be positive", o.QLora, o.OGroups, o.OLora)
 	case o.Heads*o.HeadDim%o.OGroups != 0:
 		return bad("num_attention_heads·head_dim %d is not a multiple of o_groups %d", o.Heads*o.HeadDim, o.OGroups)
-	case o.Window <= 0:
-		return bad("sliding_window %d: every DeepSeek-V4 layer attends over a sliding window", o.Window)
+	case o.Window <= 0 || o.Window > 1<<20:
+		return bad("sliding_window %d: every DeepSeek-V4 layer attends over a sliding window (of at most 2^20 tokens)", o.Window)
 	case o.HCMult <= 0 || o.HCMult > 16 || o.SinkhornIters <= 0 || o.SinkhornIters > 1000:
 		return bad("hc_mult %d and hc_sinkhorn_iters %d out of range", o.HCMult, o.SinkhornIters)
 	case o.Experts <= 0 || o.TopK <= 0 || o.ExpertWidth <= 0:
