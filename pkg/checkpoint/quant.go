@@ -108,7 +108,10 @@ func quantOf(cfg *modelconfig.Config, hs *safetensors.Headers, weight safetensor
 	default:
 		return Quant{Mode: "unknown"}, fmt.Sprintf("routed-expert tensor %q has dtype %s, which mach does not recognise", weight.Name, weight.DType)
 	}
-	if mq.Quantized && q.Quantized() && cfg.Quant != nil && (mq.Bits != q.Bits || !sameMode(mq.Mode, q.Mode)) {
+	// DeepSeek-V4's quantization_config (fp8) describes its attention and
+	// shared experts; its routed experts are FP4 (expert_dtype), as found.
+	deepseekFP4 := cfg.ModelType == "deepseek_v4" && mq.Mode == modelconfig.ModeFP8 && q.Mode == modelconfig.ModeMXFP4
+	if mq.Quantized && q.Quantized() && cfg.Quant != nil && !deepseekFP4 && (mq.Bits != q.Bits || !sameMode(mq.Mode, q.Mode)) {
 		return q, fmt.Sprintf("%s %s says %s %d-bit for %s, but the tensors hold %s; using the tensors",
 			cfg.Name(), cfg.Quant.Key, mq.Mode, mq.Bits, et.Module, q)
 	}
