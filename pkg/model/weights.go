@@ -101,11 +101,16 @@ func (t Tensor) Slice(i int) *quant.Matrix {
 
 // Matrix decodes the weight stored as base.weight (or base itself, as
 // transformers 5 saves fused experts), with MLX quantization companions
-// base.scales/base.biases or gpt-oss base_blocks/base_scales.
+// base.scales/base.biases, gpt-oss base_blocks/base_scales or DeepSeek's
+// FP8/FP4 base.scale.
 func (w *Weights) Matrix(base string) (Tensor, error) {
 	switch {
 	case w.Has(base + "_blocks"):
 		return w.blocks(base)
+	case w.Has(base+".weight") && w.Has(base+".scale"):
+		return w.scaled(base) // DeepSeek FP8/FP4 (blockscale.go)
+	case strings.HasSuffix(base, ".weight") && w.Has(base) && w.Has(strings.TrimSuffix(base, ".weight")+".scale"):
+		return w.scaled(strings.TrimSuffix(base, ".weight"))
 	case w.Has(base + ".weight"):
 		return w.decode(base, base+".weight")
 	case w.Has(base):

@@ -176,7 +176,7 @@ func layoutPlan(cfg *modelconfig.Config, hashLayers []int) *pruneplan.Candidate 
 func TestLayout(t *testing.T) {
 	names, err := fixture.Names()
 	require.NoError(t, err)
-	require.Len(t, names, 19)
+	require.Len(t, names, 20)
 	for _, name := range names {
 		for _, pruned := range []bool{false, true} {
 			label := name + "/keep_all"

@@ -572,81 +572,18 @@ func (m *Model) linear(base string, out, in int) (kernels.Weight, error) {
 	return m.weights.Bind(t.Name, t.M)
 }
 
-// matrix decodes the weight base ([out, in]): DeepSeek's FP8 (F8_E4M3 +
-// .scale tile scales) or FP4 (I8/U8 e2m1 pairs + .scale e8m0 per 32) as
-// stored, anything else through model.Weights (f32, bf16, f16, MLX).
+// matrix decodes the weight base ([out, in]) through model.Weights, which
+// reads DeepSeek's FP8 (F8_E4M3 + .scale tile scales) and FP4 (I8 e2m1
+// pairs + .scale e8m0 per 32) as stored, and f32/bf16/f16/MLX forms.
 func (m *Model) matrix(base string, out, in int) (model.Tensor, error) {
-	if !m.weights.Has(base + ".scale") {
-		t, err := m.weights.Matrix(base)
-		if err != nil {
-			return t, err
-		}
-		if len(t.Shape) != 2 || t.M.Rows != out || t.M.Cols != in {
-			return t, m.errf(t.Name, "shape %v, want [%d, %d] from config.json", t.Shape, out, in)
-		}
-		return t, nil
-	}
-	name := base + ".weight"
-	data, info, err := m.tensor(name)
+	t, err := m.weights.Matrix(base)
 	if err != nil {
-		return model.Tensor{}, err
+		return t, err
 	}
-	scales, sinfo, err := m.tensor(base + ".scale")
-	if err != nil {
-		return model.Tensor{}, err
+	if len(t.Shape) != 2 || t.M.Rows != out || t.M.Cols != in {
+		return t, m.errf(t.Name, "shape %v, want [%d, %d] from config.json", t.Shape, out, in)
 	}
-	if len(info.Shape) != 2 || len(sinfo.Shape) != 2 {
-		return model.Tensor{}, m.errf(name, "shape %v with scale %v: want 2-D [out, in] weights", info.Shape, sinfo.Shape)
-	}
-	st := scaleType(sinfo.DType)
-	var qm *quant.Matrix
-	switch info.DType {
-	case safetensors.F8E4M3:
-		if int(info.Shape[0]) != out || int(info.Shape[1]) != in {
-			return model.Tensor{}, m.errf(name, "shape %v, want [%d, %d] from config.json", info.Shape, out, in)
-		}
-		br, bc := m.opts.FP8Block[0], m.opts.FP8Block[1]
-		if want := []int64{int64((out + br - 1) / br), int64((in + bc - 1) / bc)}; sinfo.Shape[0] != want[0] || sinfo.Shape[1] != want[1] {
-			return model.Tensor{}, m.errf(base+".scale", "shape %v, want %v: one scale per %d×%d tile (quantization_config.weight_block_size)", sinfo.Shape, want, br, bc)
-		}
-		if st == quant.ScaleNone || st == quant.ScaleF16 {
-			return model.Tensor{}, m.errf(base+".scale", "dtype %s, want F8_E8M0 or F32 tile scales", sinfo.DType)
-		}
-		if qm, err = quant.FromBlockScaled(data, out, in, scales, st, br, bc); err != nil {
-			return model.Tensor{}, m.errf(name, "%v", err)
-		}
-	case safetensors.I8, safetensors.U8:
-		// FP4: two e2m1 codes a byte, even column in the low nibble.
-		if int(info.Shape[0]) != out || int(info.Shape[1])*2 != in {
-			return model.Tensor{}, m.errf(name, "shape %v, want [%d, %d] bytes (FP4, two values a byte)", info.Shape, out, in/2)
-		}
-		if in%32 != 0 || int(sinfo.Shape[0]) != out || int(sinfo.Shape[1]) != in/32 {
-			return model.Tensor{}, m.errf(base+".scale", "shape %v, want [%d, %d]: one scale per 32 values", sinfo.Shape, out, in/32)
-		}
-		if st != quant.ScaleE8M0 {
-			return model.Tensor{}, m.errf(base+".scale", "dtype %s, want F8_E8M0 (or U8) FP4 scales", sinfo.DType)
-		}
-		qm = &quant.Matrix{Format: quant.Format{Kind: quant.MXFP4, Bits: 4, GroupSize: 32, Scale: quant.ScaleE8M0},
-			Rows: out, Cols: in, Data: data, Scales: scales}
-		if err := qm.Validate(); err != nil {
-			return model.Tensor{}, m.errf(name, "%v", err)
-		}
-	default:
-		return model.Tensor{}, m.errf(name, "dtype %s with a .scale: want F8_E4M3 (FP8) or I8 (FP4)", info.DType)
-	}
-	return model.Tensor{Name: name, M: qm, Shape: []int64{int64(out), int64(in)}}, nil
-}
-
-func scaleType(d safetensors.DType) quant.ScaleType {
-	switch d {
-	case safetensors.F8E8M0, safetensors.U8:
-		return quant.ScaleE8M0
-	case safetensors.F32:
-		return quant.ScaleF32
-	case safetensors.BF16:
-		return quant.ScaleBF16
-	}
-	return quant.ScaleNone
+	return t, nil
 }
 
 // weightBytes is the stored size of a bound weight.
