@@ -27,6 +27,22 @@ func FuzzParse(f *testing.F) {
 		if total != l.TotalBytes() {
 			t.Fatal("TotalBytes disagrees")
 		}
+		for _, ly := range l.Layers {
+			if len(ly.Experts) == 0 {
+				continue
+			}
+			if l.Checksum != sidecar.ChecksumCRC32C || len(ly.Experts) != l.LayerExperts(ly) {
+				t.Fatalf("layer %d: %d expert entries accepted", ly.Index, len(ly.Experts))
+			}
+			for e, x := range ly.Experts {
+				if x.Offset != int64(e)*l.ExpertStride || x.Size < l.PayloadSize() || x.Size > l.ExpertStride {
+					t.Fatalf("layer %d expert %d: entry %+v accepted", ly.Index, e, x)
+				}
+				if _, err := sidecar.ParseCRC32C(x.CRC32C); err != nil {
+					t.Fatalf("layer %d expert %d: %v", ly.Index, e, err)
+				}
+			}
+		}
 		for _, c := range l.Components {
 			if c.Offset < 0 || c.Offset+c.Size > l.ExpertStride {
 				t.Fatalf("component %q outside the stride", c.Name)
