@@ -103,7 +103,7 @@ func newApp(d deps) *cli.App {
 		&cli.IntFlag{Name: "port", Value: 8080, Usage: "listen port (0 picks a free one; the log names it)"},
 		&cli.BoolFlag{Name: "streaming", Usage: "stream routed experts from expert_sidecar/"},
 		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "expert cache budget in GB for --streaming (default 4, capped at the sidecar's size)"},
-		&cli.StringFlag{Name: "expert-policy", Value: "lrfu", Usage: "expert cache eviction for --streaming: lrfu, lru or layer-lru"},
+		&cli.StringFlag{Name: "expert-policy", Value: "adaptive", Usage: "expert cache eviction for --streaming: adaptive, lrfu, lru or layer-lru"},
 		&cli.BoolFlag{Name: "target-only", Usage: "no speculative decoding (the only mode of this build)"},
 		&cli.StringFlag{Name: "draft-dir", Usage: "speculative-decode draft directory (not implemented in this build)"},
 		&cli.IntFlag{Name: "context-length", Usage: "most tokens per sequence, prompt and output (default: the model's max_position_embeddings)"},
