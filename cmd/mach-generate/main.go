@@ -81,10 +81,12 @@ default 4, or the whole sidecar when smaller; at least one layer of experts)
 evicted by --expert-policy: adaptive (the default: follows whichever of the
 others would have hit most lately), lrfu (decayed frequency), lru, or
 layer-lru (the per-layer LRU baseline). A layer's reads start as soon as its
-router has run; --expert-speculate also reads the next layer's likely
-experts (off by default: it cost more bandwidth than it saved in our
-measurements). Each expert's checksum is verified on its first read. The
-output is identical to resident serving.
+router has run, and while decoding the next layer's router also runs on this
+layer's input so its likely experts are read ahead (early routing);
+--expert-speculate adds guesses learned from co-occurrence (off by default:
+they cost more bandwidth than they saved in our measurements). Each expert's
+checksum is verified on its first read. The output is identical to resident
+serving.
 With --json, timings also hold expert_cache_hit_rate and expert_bytes_read
 (whole request), expert_decode_hit_rate, expert_bytes_read_per_token and
 expert_stall_ms_per_token (decoding), expert_read_latency_ms (mean),
