@@ -253,3 +253,16 @@ func TestUsage(t *testing.T) {
 		require.Contains(t, out, s)
 	}
 }
+
+// Every registered architecture is served today, so the "not yet" rendering
+// (a registered model_type this build cannot serve) is checked directly.
+func TestTableNotYet(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, writeTable(&buf, []row{
+		{Name: "a", Source: "remote", ModelType: "future_arch", Registered: true},
+		{Name: "b", Source: "local", ModelType: "qwen3_moe", Registered: true, Supported: true, Installed: true},
+	}))
+	out := buf.String()
+	require.Contains(t, out, "future_arch  not yet")
+	require.Contains(t, out, "\nnot yet: the architecture is registered but this build cannot serve it")
+}

@@ -64,7 +64,7 @@ func scaleOf(dtype string) quant.ScaleType {
 		return quant.ScaleF16
 	case "BF16":
 		return quant.ScaleBF16
-	case "U8":
+	case "U8", "F8_E8M0":
 		return quant.ScaleE8M0
 	}
 	return quant.ScaleNone
@@ -93,6 +93,17 @@ func newRecipe(l *sidecar.Layout, hidden, width int) (*recipe, error) {
 			r.format = quant.Format{Kind: quant.MXFP4, Bits: 4, GroupSize: 32, Scale: quant.ScaleE8M0}
 			r.rows, r.cols = int(blocks.Shape[0]), int(blocks.Shape[1])*32
 			r.interleaved = blocks.Interleaved
+		} else if sc := comp(proj + ".scale"); r.data != nil && sc != nil && r.scales == nil {
+			// DeepSeek-V4's FP4 experts: e2m1 pairs [rows, cols/2] (I8 or
+			// U8) with an e8m0 scale per 32 values — MXFP4, used as stored.
+			d := r.data
+			if (d.DType != "I8" && d.DType != "U8") || len(d.Shape) != 2 || scaleOf(sc.DType) != quant.ScaleE8M0 ||
+				len(sc.Shape) != 2 || sc.Shape[0] != d.Shape[0] || sc.Shape[1]*16 != d.Shape[1] {
+				return nil, bad("%s.weight %s %v with %s.scale %s %v: want FP4 pairs [rows, cols/2] with e8m0 scales [rows, cols/32]", proj, d.DType, d.Shape, proj, sc.DType, sc.Shape)
+			}
+			r.scales = sc
+			r.format = quant.Format{Kind: quant.MXFP4, Bits: 4, GroupSize: 32, Scale: quant.ScaleE8M0}
+			r.rows, r.cols = int(d.Shape[0]), int(d.Shape[1])*2
 		} else if r.data != nil {
 			d := r.data
 			if d.Transposed || d.Interleaved {

@@ -31,9 +31,10 @@ func Default() *Registry {
 			// transformers' cached generate through the compressed cache);
 			// FP8/FP4 weights bit-identical to their dequantized values;
 			// batched steps and prefix reuse over per-sequence compressed
-			// caches bit-identical, there and through pkg/scheduler. No
-			// expert streaming yet (DeepSeek's FP4 sidecars are not bound).
-			Support: Support{Forward: true, Batching: true, PrefixReuse: true},
+			// caches bit-identical, there and through pkg/scheduler;
+			// experts streamed from an exported sidecar (FP4 as MXFP4)
+			// bit-identical to resident.
+			Support: Support{Forward: true, Batching: true, PrefixReuse: true, Streaming: true},
 		},
 		Arch{
 			ModelType:    "gemma4",

@@ -54,6 +54,13 @@ func StoreLoaders() moe.StoreLoaders {
 			}
 			return m, nil
 		},
+		deepseekv4.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
+			m, err := deepseekv4.Load(ctx, dir, cfg, b, deepseekv4.LoadOptions{Store: store})
+			if err != nil {
+				return nil, err
+			}
+			return m, nil
+		},
 		qwen3moe.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
 			m, err := qwen3moe.Load(ctx, dir, cfg, b, qwen3moe.LoadOptions{Store: store})
 			if err != nil {
