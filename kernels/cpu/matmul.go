@@ -471,7 +471,10 @@ func (b *Backend) mmFused(worker int, t *mmTask, r0, r1 int) {
 	// Triples of input rows over the block, in tiles of input rows and of
 	// groups so the operands stay in the L1 and L2 caches; each (quad,
 	// triple) keeps its running sums across the group tiles.
-	triples := n / 3
+	// The last triple is padded with copies of the last row (whose extra
+	// results are dropped): the rows share the unpacked block instead of
+	// streaming the codes again.
+	triples := (n + 2) / 3
 	gt := max(1, kTile/gs) // groups per tile
 	acc := s.accFloats(quads * triples * 96)
 	clear(acc)
@@ -480,7 +483,8 @@ func (b *Backend) mmFused(worker int, t *mmTask, r0, r1 int) {
 	for t0 := 0; t0 < triples; t0 += tokenTile / 3 {
 		t1 := min(t0+tokenTile/3, triples)
 		for i := 3 * t0; i < 3*t1; i++ {
-			xr[i-3*t0], sr[i-3*t0] = xin(i), t.xsRow(i)
+			j := min(i, n-1)
+			xr[i-3*t0], sr[i-3*t0] = xin(j), t.xsRow(j)
 		}
 		for g0 := 0; g0 < g; g0 += gt {
 			ng := min(gt, g-g0)
@@ -502,20 +506,12 @@ func (b *Backend) mmFused(worker int, t *mmTask, r0, r1 int) {
 		r := r0 + 4*q
 		for tr := 0; tr < triples; tr++ {
 			reduceT(&acc[(q*triples+tr)*96], &out[0], 12)
-			for c := 0; c < 3; c++ {
+			for c := 0; c < 3 && 3*tr+c < n; c++ {
 				y := yrow(3*tr + c)
 				for rr := 0; rr < 4 && r+rr < r1; rr++ {
 					y[r+rr] = out[3*rr+c]
 				}
 			}
-		}
-	}
-	for i := 3 * triples; i < n; i++ {
-		var o4 [4]float32
-		y := yrow(i)
-		for r := r0; r < r1; r += 4 {
-			b.gemvQuad(worker, t, r, i, &o4)
-			put(y, r, o4[:])
 		}
 	}
 }
