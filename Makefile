@@ -98,7 +98,7 @@ demo: build ## build and run the main job: generate with the default model
 
 .PHONY: release-check
 release-check: ## install goreleaser into .tools/ and validate .goreleaser.yaml
-	@test -x $(TOOLS)/goreleaser || GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/goreleaser/v2@v2.17.0
+	@test -x $(TOOLS)/goreleaser || GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/goreleaser/v2@v2.15.1
 	$(TOOLS)/goreleaser check
 
 .PHONY: clean
