@@ -347,6 +347,25 @@ func MatMulGrouped(b Backend, dst, x Tensor, rows []int32, ws []Weight, offs []i
 	return nil
 }
 
+// MultiMatMuler is implemented by backends that run several products of
+// one input at once: dsts[i] = ws[i]·x for every row (q, k and v of a layer;
+// gate and up of an MLP), in one dispatch.
+type MultiMatMuler interface {
+	MatMulMulti(dsts []Tensor, x Tensor, ws []Weight)
+}
+
+// MatMulMulti runs the products on b, one MatMul each when b has no fused
+// version.
+func MatMulMulti(b Backend, dsts []Tensor, x Tensor, ws []Weight) {
+	if m, ok := b.(MultiMatMuler); ok {
+		m.MatMulMulti(dsts, x, ws)
+		return
+	}
+	for i, w := range ws {
+		b.MatMul(dsts[i], x, w)
+	}
+}
+
 // ErrUnsupported is wrapped by errors about operations, formats or operand
 // types a backend does not implement.
 var ErrUnsupported = errors.New("not supported by this backend")

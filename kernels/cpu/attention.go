@@ -54,7 +54,17 @@ func (b *Backend) Attention(dst, q, k, v kernels.Tensor, a kernels.Attention) {
 	// per dot call, eight values per update); the per-key path computes
 	// the same operations one key at a time.
 	blocked := simd && a.KPos == nil && kb.dt == kernels.F32 && vb.dt == kernels.F32
-	b.pool.run(q.Rows*a.KVHeads, func(worker, u int) {
+	units := q.Rows * a.KVHeads
+	run := b.pool.run
+	if q.Rows*a.NumKeys*a.Heads*hd < 1<<18 {
+		// A decoding step's attention is too little work to wake a worker.
+		run = func(n int, fn func(worker, i int)) {
+			for i := 0; i < n; i++ {
+				fn(0, i)
+			}
+		}
+	}
+	run(units, func(worker, u int) {
 		t, kvh := u/a.KVHeads, u%a.KVHeads
 		p := a.QPos[t]
 		// Visible keys: a contiguous range when key j sits at position j,

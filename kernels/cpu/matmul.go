@@ -62,6 +62,28 @@ func (b *Backend) MatMul(dst, x kernels.Tensor, w kernels.Weight) {
 	b.runTasks([]mmTask{t})
 }
 
+// MatMulMulti implements kernels.MultiMatMuler: the products share one
+// parallel loop (and one preparation of x).
+func (b *Backend) MatMulMulti(dsts []kernels.Tensor, x kernels.Tensor, ws []kernels.Weight) {
+	if len(dsts) != len(ws) {
+		b.failf("matmul_multi", "%d outputs for %d weights", len(dsts), len(ws))
+		return
+	}
+	tasks := make([]mmTask, 0, len(ws))
+	for i, w := range ws {
+		t, err := b.mmTask(dsts[i], x, w)
+		if err == nil && dsts[i].Rows != x.Rows {
+			err = fmt.Errorf("%w: %v · W → %v", errShape, x, dsts[i])
+		}
+		if err != nil {
+			b.fail("matmul_multi", err)
+			return
+		}
+		tasks = append(tasks, t)
+	}
+	b.runTasks(tasks)
+}
+
 // MatMulGrouped implements kernels.GroupedMatMuler: one parallel loop over
 // every (expert, row block), so each expert's weights are read once.
 func (b *Backend) MatMulGrouped(dst, x kernels.Tensor, rows []int32, ws []kernels.Weight, offs []int) {
@@ -163,17 +185,21 @@ func (b *Backend) fusedPath(w *weight) bool { return b.simd && w.fused != fusedN
 
 // prepare fills the tasks' prepared inputs for fused weights, in
 // b.prepBuf (reused across calls). Every row of a task's xt is prepared
-// once; tasks of a grouped call (which share xt) and the same format share
-// the result.
+// once; tasks over the same input (a grouped or multi call) and format
+// share the result.
 func (b *Backend) prepare(tasks []mmTask) {
 	type key struct {
-		fused     fusedKind
-		groupSize int
-		shared    bool
+		fused                fusedKind
+		groupSize            int
+		buf                  kernels.Buffer
+		off, rows, cols, std int
 	}
 	type prep struct {
 		t      *mmTask // the task whose xt is prepared
 		xp, xs []float32
+	}
+	keyOf := func(t *mmTask) key {
+		return key{t.w.fused, t.w.m.Format.GroupSize, t.xt.Buf, t.xt.Off, t.xt.Rows, t.xt.Cols, t.xt.Stride}
 	}
 	preps := map[key]*prep{}
 	var order []*prep
@@ -183,14 +209,12 @@ func (b *Backend) prepare(tasks []mmTask) {
 		if !b.fusedPath(t.w) {
 			continue
 		}
-		k := key{t.w.fused, t.w.m.Format.GroupSize, t.rows != nil}
-		if k.shared && preps[k] != nil {
+		k := keyOf(t)
+		if preps[k] != nil {
 			continue
 		}
 		p := &prep{t: t}
-		if k.shared {
-			preps[k] = p
-		}
+		preps[k] = p
 		order = append(order, p)
 		n, cols, g := t.xt.Rows, t.w.m.Cols, t.w.m.Groups()
 		need += n * g * 8
@@ -222,18 +246,10 @@ func (b *Backend) prepare(tasks []mmTask) {
 	}
 	for i := range tasks {
 		t := &tasks[i]
-		if !b.fusedPath(t.w) {
-			continue
+		if b.fusedPath(t.w) {
+			p := preps[keyOf(t)]
+			t.xp, t.xs = p.xp, p.xs
 		}
-		p := preps[key{t.w.fused, t.w.m.Format.GroupSize, t.rows != nil}]
-		if t.rows == nil {
-			for _, q := range order {
-				if q.t == t {
-					p = q
-				}
-			}
-		}
-		t.xp, t.xs = p.xp, p.xs
 	}
 	do := func(_, i int) {
 		j := jobs[i]

@@ -30,6 +30,7 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	h := &harness{b: b, ref: ref}
 	t.Run("Buffers", h.testBuffers)
 	t.Run("MatMul", h.testMatMul)
+	t.Run("MatMulMulti", h.testMatMulMulti)
 	t.Run("MatMulGrouped", h.testMatMulGrouped)
 	t.Run("MatMulWide", h.testMatMulWide)
 	t.Run("MatMulFP8", h.testMatMulFP8)

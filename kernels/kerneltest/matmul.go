@@ -125,6 +125,43 @@ func (h *harness) testMatMul(t *testing.T) {
 	}
 }
 
+func (h *harness) testMatMulMulti(t *testing.T) {
+	r := rng(13)
+	const cols, n = 128, 5
+	x := randVals(r, n*cols, 1)
+	var ms []*quant.Matrix
+	var ws []kernels.Weight
+	for i, rows := range []int{24, 8, 8} {
+		m, err := quant.QuantizeAffine(randVals(r, rows*cols, 0.1), rows, cols, 4, 64, quant.ScaleBF16)
+		require.NoError(t, err)
+		if i == 2 {
+			m = quant.FromPlain(quant.BF16, randVals(r, rows*cols, 0.1), rows, cols)
+		}
+		w, err := h.b.Bind(m)
+		require.NoError(t, err)
+		ms, ws = append(ms, m), append(ws, w)
+	}
+	xt := upload(t, h.b, kernels.F32, n, cols, x)
+	var views, wholes []kernels.Tensor
+	for _, m := range ms {
+		v, w := poisoned(t, h.b, n, m.Rows)
+		views, wholes = append(views, v), append(wholes, w)
+	}
+	kernels.MatMulMulti(h.b, views, xt, ws)
+	require.NoError(t, h.b.Sync())
+	for i, m := range ms {
+		got := readChecked(t, h.b, views[i], wholes[i], "MatMulMulti")
+		one := upload(t, h.b, kernels.F32, n, m.Rows, make([]float32, n*m.Rows))
+		h.b.MatMul(one, xt, ws[i])
+		want := read(t, h.b, one)
+		if h.b.Capabilities().Has(kernels.OpBatchInvariant) {
+			require.Equal(t, want, got, "MatMulMulti output %d differs from MatMul", i)
+		} else {
+			within(t, got, want, dotBounds(m, x, n), "MatMulMulti output %d", i)
+		}
+	}
+}
+
 func (h *harness) testMatMulGrouped(t *testing.T) {
 	r := rng(3)
 	const rows, cols, tokens = 24, 128, 7

@@ -62,20 +62,28 @@ func (a *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Worksp
 		return err
 	}
 	var gate kernels.Tensor
+	qdst := q
 	if a.OutputGate {
-		qg, err := ws.Get("attn.qg", n, 2*qd)
-		if err != nil {
+		if qdst, err = ws.Get("attn.qg", n, 2*qd); err != nil {
 			return err
 		}
-		a.Q.Forward(b, qg, x)
-		heads := qg.Reshape(n*a.Heads, 2*a.HeadDim)
+	}
+	// The query (with its gate), key and value projections in one
+	// dispatch, then their biases.
+	kernels.MatMulMulti(b, []kernels.Tensor{qdst, k, v}, x, []kernels.Weight{a.Q.W, a.K.W, a.V.W})
+	for _, p := range []struct {
+		l *model.Linear
+		t kernels.Tensor
+	}{{a.Q, qdst}, {a.K, k}, {a.V, v}} {
+		if !p.l.Bias.IsZero() {
+			b.Add(p.t, p.t, p.l.Bias)
+		}
+	}
+	if a.OutputGate {
+		heads := qdst.Reshape(n*a.Heads, 2*a.HeadDim)
 		b.Copy(q.Reshape(n*a.Heads, a.HeadDim), heads.ColRange(0, a.HeadDim))
 		gate = heads.ColRange(a.HeadDim, 2*a.HeadDim)
-	} else {
-		a.Q.Forward(b, q, x)
 	}
-	a.K.Forward(b, k, x)
-	a.V.Forward(b, v, x)
 	if !a.QNorm.IsZero() {
 		qh := q.Reshape(n*a.Heads, a.HeadDim)
 		b.RMSNorm(qh, qh, a.QNorm, a.NormEps, a.NormAddOne)
