@@ -70,8 +70,8 @@ func TestReportGolden(t *testing.T) {
 		why  string
 	}{
 		{"qwen3_moe", cliapp.ExitOK, ""}, // per-expert: served with resident experts
-		{"gpt_oss_mxfp4", cliapp.ExitNo, "needs an artifact first"},
-		{"qwen3_5_moe_mlx4", cliapp.ExitNo, "needs an artifact first"}, // stacked: served through a sidecar
+		{"gpt_oss_mxfp4", cliapp.ExitOK, ""},    // stacked: served resident (resident_stacked)
+		{"qwen3_5_moe_mlx4", cliapp.ExitOK, ""}, // stacked MLX: served resident
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := fixture(t, tc.name)
@@ -88,12 +88,12 @@ func TestReportGolden(t *testing.T) {
 func TestReportJSON(t *testing.T) {
 	dir := fixture(t, "gpt_oss_mxfp4")
 	out, _, code := runApp(t, testDeps(), dir, "--json", "--context-length", "256", "--expert-cache-gb", "0.00005")
-	require.Equal(t, cliapp.ExitNo, code)
+	require.Equal(t, cliapp.ExitOK, code) // stacked MXFP4 experts serve resident
 	var r map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &r))
 	require.Equal(t, dir, r["model"])
 	require.Equal(t, "gpt_oss", r["model_type"])
-	require.Equal(t, false, r["supported"])
+	require.Equal(t, true, r["supported"])
 	require.Equal(t, "stacked", r["layout"])
 	require.Equal(t, map[string]any{"mode": "mxfp4", "bits": 4.0, "group_size": 32.0}, r["quant"])
 	require.Equal(t, map[string]any{"sidecar": false, "draft_dir": nil}, r["artifacts"])
@@ -105,8 +105,10 @@ func TestReportJSON(t *testing.T) {
 	paths := r["paths"].(map[string]any)
 	require.Len(t, paths, 10)
 	require.Equal(t, map[string]any{"status": "n/a", "reason": "gpt_oss has no speculative-decoding family"}, paths["specdec"])
-	require.Contains(t, r["verdict"], "not supported: registered, but this checkpoint needs an artifact first")
-	require.Nil(t, r["serve_command"])
+	require.Equal(t, map[string]any{"status": "ok", "reason": "stacked-layout checkpoint usable for resident serving"}, paths["resident_stacked"])
+	require.Equal(t, "needs_artifact", paths["expert_streaming"].(map[string]any)["status"])
+	require.Equal(t, "supported", r["verdict"])
+	require.Equal(t, "mach-serve --checkpoint "+dir, r["serve_command"])
 }
 
 func TestAllArchs(t *testing.T) {

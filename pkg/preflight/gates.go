@@ -63,7 +63,7 @@ func ThisBuild(reg *registry.Registry) Build {
 		Features: Features{
 			HTTPServer:        true, // mach-serve (pkg/server, pkg/scheduler)
 			ExpertStreaming:   true, // pkg/expertstream, mach-generate --streaming
-			ResidentStacked:   false,
+			ResidentStacked:   true, // moe.BindExperts binds stacked, fused and input-major expert tensors in place
 			ResidentExperts:   true, // moe.Resident over per-expert tensors
 			BF16Streaming:     true, // the same store streams f32/f16/bf16 sidecars
 			GGUFExperts2Bit:   false,

@@ -11,8 +11,9 @@ import (
 )
 
 // With the resident expert store, a per-expert or engine-layout checkpoint
-// is servable without a sidecar; stacked ones still need resident_stacked
-// (or slicing and a sidecar), and a config-only checkpoint stays undecided.
+// is servable without a sidecar, a stacked one through resident_stacked
+// (the resident store binds stacked tensors in place), and a config-only
+// checkpoint stays undecided.
 func TestResidentExperts(t *testing.T) {
 	b := preflight.ThisBuild(registry.Default())
 	arch, _ := b.Registry.Lookup("qwen3_moe")
@@ -26,7 +27,7 @@ func TestResidentExperts(t *testing.T) {
 	}{
 		{"per-expert", inspection(cfg, checkpoint.PerExpert, bf16), capability.OK, "routed experts resident in memory"},
 		{"engine", inspection(cfg, checkpoint.Engine, bf16), capability.OK, "routed experts resident in memory"},
-		{"stacked", inspection(cfg, checkpoint.Stacked, bf16), capability.NeedsArtifact, "expert_sidecar"},
+		{"stacked", inspection(cfg, checkpoint.Stacked, bf16), capability.OK, "registered architecture"},
 		{"config only", checkpoint.InspectConfig("/cache", cfg, nil, ""), capability.OK, "depends on the checkpoint"},
 	}
 	for _, tc := range tests {
