@@ -663,6 +663,14 @@ func (s *Scheduler) step(ctx context.Context) error {
 	s.mu.Unlock()
 	now := time.Now()
 	var generated uint64
+	// Sequences that end are told after the counters and gauges include
+	// them, so Stats agrees with what a returned Generate saw.
+	type ending struct {
+		q   *seq
+		res *Result
+		err error
+	}
+	var ends []ending
 	for i, q := range in {
 		if q.hasNext {
 			q.hist = append(q.hist, q.next)
@@ -683,7 +691,8 @@ func (s *Scheduler) step(ctx context.Context) error {
 		}
 		res, err := q.sampler.Sample(logits)
 		if err != nil {
-			s.fail(q, err)
+			s.release(q)
+			ends = append(ends, ending{q: q, err: err})
 			continue
 		}
 		if q.req.Constraint != nil {
@@ -704,7 +713,7 @@ func (s *Scheduler) step(ctx context.Context) error {
 			q.deliver(tk)
 		}
 		if done {
-			s.finish(q)
+			ends = append(ends, ending{q: q, res: s.finish(q)})
 			continue
 		}
 		q.next, q.hasNext = res.Token, true
@@ -712,12 +721,24 @@ func (s *Scheduler) step(ctx context.Context) error {
 	s.running = slices.DeleteFunc(s.running, func(q *seq) bool { return q.cache == nil })
 	s.mu.Lock()
 	s.stats.GeneratedTokens += generated
+	for _, e := range ends {
+		if e.err != nil {
+			s.stats.Failed++
+		} else {
+			s.stats.Finished++
+		}
+	}
 	s.mu.Unlock()
+	s.publish()
+	for _, e := range ends {
+		e.q.end(e.res, e.err)
+	}
 	return nil
 }
 
-// finish ends q normally.
-func (s *Scheduler) finish(q *seq) {
+// finish ends q normally: it flushes the held-back text, hands the cache
+// on and returns the result (the caller tells the sequence).
+func (s *Scheduler) finish(q *seq) *Result {
 	rest := q.out.Finish()
 	if rest != "" {
 		q.deliver(engine.Token{ID: -1, Text: rest})
@@ -729,10 +750,7 @@ func (s *Scheduler) finish(q *seq) {
 		Queued: q.admitted.Sub(q.arrived), Prefill: q.first.Sub(q.admitted), Decode: end.Sub(q.first),
 	}
 	s.retire(q)
-	s.mu.Lock()
-	s.stats.Finished++
-	s.mu.Unlock()
-	q.end(res, nil)
+	return res
 }
 
 // fail ends q with err and frees its cache.

@@ -212,7 +212,8 @@ func TestPrefixReuseFake(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, want, got)
 			require.Equal(t, len(p), res.CachedTokens)
-			require.Equal(t, 1, s.Stats().PrefixEntries, "each finished sequence's cache went back; the shorter ones are dropped")
+			// Gauges are published between steps, just after the result.
+			eventually(t, func() bool { return s.Stats().PrefixEntries == 1 }, "each finished sequence's cache went back; the shorter ones are dropped")
 		})
 	}
 }
@@ -226,13 +227,15 @@ func TestQueueFull(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	errs := make(chan error, 3)
-	for range 3 {
+	for i := range 3 {
 		go func() {
 			_, _, err := generate(ctx, s, &Request{Prompt: []int32{1, 2, 3}, MaxTokens: 2})
 			errs <- err
 		}()
+		// One at a time: three at once could all find the queue before
+		// the first is admitted, and the third would be refused.
+		eventually(t, func() bool { st := s.Stats(); return st.Running == 1 && st.Waiting == i }, "one running, the rest waiting")
 	}
-	eventually(t, func() bool { st := s.Stats(); return st.Running == 1 && st.Waiting == 2 }, "one running, two waiting")
 	_, _, err := generate(t.Context(), s, &Request{Prompt: []int32{1}, MaxTokens: 1})
 	require.ErrorIs(t, err, ErrQueueFull)
 	go func() {
