@@ -37,11 +37,7 @@ func LoadShared(w *model.Weights, prefix, gate string, hidden, inter int, act ke
 
 // Bytes returns the stored size of the shared expert's weights.
 func (s *Shared) Bytes() int64 {
-	n := weightBytes(s.MLP.Gate.W) + weightBytes(s.MLP.Up.W) + weightBytes(s.MLP.Down.W)
-	if s.Gate != nil {
-		n += weightBytes(s.Gate.W)
-	}
-	return n
+	return model.LinearBytes(s.MLP.Gate, s.MLP.Up, s.MLP.Down, s.Gate) // Gate may be nil
 }
 
 // AddTo adds the shared expert's output for x (rows × hidden) to out.

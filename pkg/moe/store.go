@@ -12,7 +12,7 @@ import (
 	"fmt"
 
 	"github.com/maniac-ai/mach/kernels"
-	"github.com/maniac-ai/mach/pkg/quant"
+	"github.com/maniac-ai/mach/pkg/model"
 )
 
 // Expert is one routed expert's weights, bound to a backend. Either GateUp
@@ -45,7 +45,7 @@ func (e *Expert) Bytes() int64 {
 	var n int64
 	for _, w := range []kernels.Weight{e.GateUp, e.Gate, e.Up, e.Down} {
 		if w != nil {
-			n += weightBytes(w)
+			n += model.WeightBytes(w)
 		}
 	}
 	return n
@@ -110,20 +110,6 @@ func (r *Resident) Bytes() int64 {
 	for _, l := range r.layers {
 		for _, e := range l {
 			n += e.Bytes()
-		}
-	}
-	return n
-}
-
-// weightBytes is the stored size of a bound weight.
-func weightBytes(w kernels.Weight) int64 {
-	f := w.Format()
-	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
-	if f.Quantized() {
-		per := int64(f.Scale.Size()) * int64(w.Cols()/f.GroupSize) * int64(w.Rows())
-		n += per
-		if f.Kind == quant.Affine {
-			n += per // biases
 		}
 	}
 	return n

@@ -283,7 +283,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 	}
 	// One token reads every non-expert weight except the embedding table
 	// (one row of it), plus its top-k experts per layer.
-	activeBytes += w.BoundBytes() - weightBytes(m.embed) + weightBytes(m.embed)/int64(o.Vocab)
+	activeBytes += w.BoundBytes() - model.WeightBytes(m.embed) + model.WeightBytes(m.embed)/int64(o.Vocab)
 	if lo.Store == nil {
 		for _, es := range resident {
 			for _, e := range es {
@@ -584,20 +584,6 @@ func (m *Model) matrix(base string, out, in int) (model.Tensor, error) {
 		return t, m.errf(t.Name, "shape %v, want [%d, %d] from config.json", t.Shape, out, in)
 	}
 	return t, nil
-}
-
-// weightBytes is the stored size of a bound weight.
-func weightBytes(w kernels.Weight) int64 {
-	f := w.Format()
-	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
-	if f.Quantized() {
-		per := int64(f.Scale.Size()) * int64(w.Rows()) * int64(w.Cols()/f.GroupSize)
-		n += per
-		if f.Kind == quant.Affine {
-			n += per
-		}
-	}
-	return n
 }
 
 // Info implements model.Model.

@@ -174,9 +174,9 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		if err != nil {
 			return err
 		}
-		activeBytes += linearBytes(l.attn.q, l.attn.o, l.mlp.Gate, l.mlp.Up, l.mlp.Down, l.moe.Router, l.pleGate, l.pleProj)
+		activeBytes += model.LinearBytes(l.attn.q, l.attn.o, l.mlp.Gate, l.mlp.Up, l.mlp.Down, l.moe.Router, l.pleGate, l.pleProj)
 		if spec.SharesKV < 0 {
-			activeBytes += linearBytes(l.attn.k, l.attn.v)
+			activeBytes += model.LinearBytes(l.attn.k, l.attn.v)
 		} else {
 			m.kv[spec.SharesKV] = []kvcache.View{}
 		}
@@ -203,9 +203,9 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 	}
 	// The head and one embedding row; per-layer inputs add one row of
 	// their table and the model projection.
-	activeBytes += weightBytes(m.head) + weightBytes(m.embed)/int64(o.Vocab)
+	activeBytes += model.WeightBytes(m.head) + model.WeightBytes(m.embed)/int64(o.Vocab)
 	if m.ple != nil {
-		activeBytes += weightBytes(m.ple.embed)/int64(o.PerLayerVocab) + linearBytes(m.ple.proj)
+		activeBytes += model.WeightBytes(m.ple.embed)/int64(o.PerLayerVocab) + model.LinearBytes(m.ple.proj)
 	}
 	m.info = model.Info{
 		ModelType: ModelType, Vocab: o.Vocab, Layers: o.Layers, Hidden: o.Hidden, MaxContext: o.MaxPositions,
@@ -340,30 +340,6 @@ func castScale(s float64, f quant.Format) float32 {
 		return quant.F16ToF32(quant.F32ToF16(v))
 	}
 	return v
-}
-
-func linearBytes(ls ...*model.Linear) int64 {
-	var n int64
-	for _, l := range ls {
-		if l != nil {
-			n += weightBytes(l.W)
-		}
-	}
-	return n
-}
-
-// weightBytes is the stored size of a weight: codes, scales and biases.
-func weightBytes(w kernels.Weight) int64 {
-	f := w.Format()
-	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
-	if f.Quantized() {
-		per := int64(f.Scale.Size()) * int64(w.Rows()) * int64(w.Cols()/f.GroupSize)
-		n += per
-		if f.Kind == quant.Affine {
-			n += per
-		}
-	}
-	return n
 }
 
 // Info implements model.Model.

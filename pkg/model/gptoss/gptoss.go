@@ -24,7 +24,6 @@ import (
 	"github.com/maniac-ai/mach/pkg/model/attention"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/moe"
-	"github.com/maniac-ai/mach/pkg/quant"
 )
 
 // ModelType is config.json's model_type for this package.
@@ -138,14 +137,14 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			return err
 		}
 		l.attn = a
-		activeBytes += linearBytes(a.Q, a.K, a.V, a.O)
+		activeBytes += model.LinearBytes(a.Q, a.K, a.V, a.O)
 		ne := o.LayerExperts(i)
 		router, err := w.LoadLinear(p+"mlp.router", ne, o.Hidden)
 		if err != nil {
 			return err
 		}
 		l.moe = &moe.Block{Layer: i, Router: router, Act: o.Act, Routing: kernels.Routing{K: o.TopK, Score: kernels.SoftmaxTopK}}
-		activeBytes += linearBytes(router)
+		activeBytes += model.LinearBytes(router)
 		if lo.Store == nil {
 			eb := &expertBinder{w: w, b: m.b, n: ne, hidden: o.Hidden, inter: o.ExpertWidth}
 			es, err := eb.bind(p + "mlp.")
@@ -168,34 +167,12 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, m.store.Experts(i), o.LayerExperts(i))
 		}
 	}
-	activeBytes += weightBytes(m.head) + weightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
+	activeBytes += model.WeightBytes(m.head) + model.WeightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
 	m.info = model.Info{
 		ModelType: ModelType, Vocab: o.Vocab, Layers: o.Layers, Hidden: o.Hidden, MaxContext: o.MaxPositions,
 		WeightBytes: w.BoundBytes() + extra, ActiveBytes: activeBytes, Backend: m.b.Name(),
 	}
 	return nil
-}
-
-func linearBytes(ls ...*model.Linear) int64 {
-	var n int64
-	for _, l := range ls {
-		n += weightBytes(l.W)
-	}
-	return n
-}
-
-// weightBytes is the stored size of a weight: codes, scales and biases.
-func weightBytes(w kernels.Weight) int64 {
-	f := w.Format()
-	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
-	if f.Quantized() {
-		per := int64(f.Scale.Size()) * int64(w.Rows()) * int64(w.Cols()/f.GroupSize)
-		n += per
-		if f.Kind == quant.Affine {
-			n += per
-		}
-	}
-	return n
 }
 
 // Info implements model.Model.

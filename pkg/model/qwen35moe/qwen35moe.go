@@ -29,7 +29,6 @@ import (
 	"github.com/maniac-ai/mach/pkg/model/attention"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/moe"
-	"github.com/maniac-ai/mach/pkg/quant"
 )
 
 // ModelType is config.json's model_type for this package.
@@ -181,7 +180,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 	if err := m.bindMTP(ctx); err != nil {
 		return err
 	}
-	activeBytes += weightBytes(m.head) + weightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
+	activeBytes += model.WeightBytes(m.head) + model.WeightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
 	m.info = model.Info{
 		ModelType: ModelType, Vocab: o.Vocab, Layers: o.Layers, Hidden: o.Hidden, MaxContext: o.MaxPositions,
 		WeightBytes: w.BoundBytes() + copied, ActiveBytes: activeBytes, Backend: m.b.Name(),
@@ -210,7 +209,7 @@ func (m *Model) bindLayer(lp string, idx, cacheLayer int, linear bool, experts i
 			return l, 0, 0, err
 		}
 		g := l.gdn
-		active += linearBytes(g.QKV, g.Z, g.B, g.A, g.Out) + copied
+		active += model.LinearBytes(g.QKV, g.Z, g.B, g.A, g.Out) + copied
 	} else {
 		qd, kd := o.Heads*o.HeadDim, o.KVHeads*o.HeadDim
 		a := &attention.Block{Layer: cacheLayer, Heads: o.Heads, KVHeads: o.KVHeads, HeadDim: o.HeadDim, NormEps: o.Eps,
@@ -234,7 +233,7 @@ func (m *Model) bindLayer(lp string, idx, cacheLayer int, linear bool, experts i
 			return l, 0, 0, err
 		}
 		l.attn = a
-		active += linearBytes(a.Q, a.K, a.V, a.O)
+		active += model.LinearBytes(a.Q, a.K, a.V, a.O)
 	}
 	router, err := w.LoadLinear(lp+"mlp.gate", experts, o.Hidden)
 	if err != nil {
@@ -246,7 +245,7 @@ func (m *Model) bindLayer(lp string, idx, cacheLayer int, linear bool, experts i
 		kernels.Activation{Kind: kernels.SiLU}); err != nil {
 		return l, 0, 0, err
 	}
-	active += linearBytes(router) + l.shared.Bytes()
+	active += model.LinearBytes(router) + l.shared.Bytes()
 	if bindExperts {
 		es, err := moe.BindExperts(w, lp+"mlp.", experts, o.Hidden, o.ExpertWidth)
 		if err != nil {
@@ -300,28 +299,6 @@ func (m *Model) bindMTP(ctx context.Context) error {
 	}
 	m.mtp = h
 	return nil
-}
-
-func linearBytes(ls ...*model.Linear) int64 {
-	var n int64
-	for _, l := range ls {
-		n += weightBytes(l.W)
-	}
-	return n
-}
-
-// weightBytes is the stored size of a weight: codes, scales and biases.
-func weightBytes(w kernels.Weight) int64 {
-	f := w.Format()
-	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
-	if f.Quantized() {
-		per := int64(f.Scale.Size()) * int64(w.Rows()) * int64(w.Cols()/f.GroupSize)
-		n += per
-		if f.Kind == quant.Affine {
-			n += per
-		}
-	}
-	return n
 }
 
 // Info implements model.Model.

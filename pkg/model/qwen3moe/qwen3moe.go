@@ -21,7 +21,6 @@ import (
 	"github.com/maniac-ai/mach/pkg/model/attention"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/moe"
-	"github.com/maniac-ai/mach/pkg/quant"
 )
 
 // ModelType is config.json's model_type for this package.
@@ -136,7 +135,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			return err
 		}
 		l.attn = a
-		activeBytes += linearBytes(a.Q, a.K, a.V, a.O)
+		activeBytes += model.LinearBytes(a.Q, a.K, a.V, a.O)
 		if o.MoE[i] {
 			router, err := w.LoadLinear(p+"mlp.gate", o.LayerExperts(i), o.Hidden)
 			if err != nil {
@@ -144,7 +143,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			}
 			l.moe = &moe.Block{Layer: i, Router: router, Act: kernels.Activation{Kind: kernels.SiLU},
 				Routing: kernels.Routing{K: o.TopK, Score: kernels.SoftmaxAll, Normalize: o.NormTopK}}
-			activeBytes += linearBytes(router)
+			activeBytes += model.LinearBytes(router)
 			if lo.Store == nil {
 				es, err := moe.BindExperts(w, p+"mlp.", o.LayerExperts(i), o.Hidden, o.ExpertWidth)
 				if err != nil {
@@ -157,7 +156,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			if l.mlp, err = w.LoadMLP(p+"mlp", o.Hidden, o.Intermediate, kernels.Activation{Kind: kernels.SiLU}); err != nil {
 				return err
 			}
-			activeBytes += linearBytes(l.mlp.Gate, l.mlp.Up, l.mlp.Down)
+			activeBytes += model.LinearBytes(l.mlp.Gate, l.mlp.Up, l.mlp.Down)
 		}
 		m.layers = append(m.layers, l)
 	}
@@ -184,34 +183,12 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			}
 		}
 	}
-	activeBytes += weightBytes(m.head) + weightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
+	activeBytes += model.WeightBytes(m.head) + model.WeightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
 	m.info = model.Info{
 		ModelType: ModelType, Vocab: o.Vocab, Layers: o.Layers, Hidden: o.Hidden, MaxContext: o.MaxPositions,
 		WeightBytes: w.BoundBytes(), ActiveBytes: activeBytes, Backend: m.b.Name(),
 	}
 	return nil
-}
-
-func linearBytes(ls ...*model.Linear) int64 {
-	var n int64
-	for _, l := range ls {
-		n += weightBytes(l.W)
-	}
-	return n
-}
-
-// weightBytes is the stored size of a weight: codes, scales and biases.
-func weightBytes(w kernels.Weight) int64 {
-	f := w.Format()
-	n := int64(f.RowBytes(w.Cols())) * int64(w.Rows())
-	if f.Quantized() {
-		per := int64(f.Scale.Size()) * int64(w.Rows()) * int64(w.Cols()/f.GroupSize)
-		n += per
-		if f.Kind == quant.Affine {
-			n += per
-		}
-	}
-	return n
 }
 
 // Info implements model.Model.
