@@ -30,3 +30,20 @@ func NewExpertMask(b kernels.Backend, n int, removed []int) (kernels.Tensor, err
 	}
 	return t, nil
 }
+
+// SetMask masks the experts listed out of the block's routing for a layer
+// of n experts (see NewExpertMask); nil or empty removed clears the mask.
+// The architectures' MaskExperts call it for tests and plan evaluation
+// (mach-reap); serving never masks.
+func (m *Block) SetMask(b kernels.Backend, n int, removed []int) error {
+	if len(removed) == 0 {
+		m.Mask = kernels.Tensor{}
+		return nil
+	}
+	mask, err := NewExpertMask(b, n, removed)
+	if err != nil {
+		return err
+	}
+	m.Mask = mask
+	return nil
+}
