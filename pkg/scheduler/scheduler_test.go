@@ -29,7 +29,7 @@ func start(t *testing.T, m model.Model, opts Options) *Scheduler {
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		require.ErrorIs(t, <-done, context.Canceled)
+		require.ErrorIs(t, recv(t, done, "Run after cancel"), context.Canceled)
 	})
 	return s
 }
@@ -52,6 +52,20 @@ func randomPrompt(rng *rand.Rand, n, vocab int) []int32 {
 		p[i] = int32(3 + rng.IntN(vocab-6))
 	}
 	return p
+}
+
+// recv receives from ch, failing the test (instead of hanging it) when
+// nothing comes within 30 seconds.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: nothing after 30 s", what)
+		var zero T
+		return zero
+	}
 }
 
 // eventually polls cond for up to two seconds.
@@ -248,7 +262,7 @@ func TestQueueFull(t *testing.T) {
 		}
 	}()
 	for range 3 {
-		require.NoError(t, <-errs)
+		require.NoError(t, recv(t, errs, "request"))
 	}
 }
 
@@ -280,7 +294,7 @@ func TestCancel(t *testing.T) {
 	f.gate <- struct{}{} // A's prefill; B joins at the next step
 	<-first
 	cancel()
-	require.ErrorIs(t, <-errA, context.Canceled)
+	require.ErrorIs(t, recv(t, errA, "cancelled request"), context.Canceled)
 	pump, stopPump := context.WithCancel(t.Context())
 	defer stopPump()
 	go func() {
@@ -292,7 +306,7 @@ func TestCancel(t *testing.T) {
 			}
 		}
 	}()
-	require.NoError(t, <-errB)
+	require.NoError(t, recv(t, errB, "request B"))
 	eventually(t, func() bool { return s.Stats().Running == 0 && f.liveCaches() == 0 }, "caches freed")
 	require.Equal(t, uint64(1), s.Stats().Cancelled)
 	// An error from yield cancels too.
@@ -416,9 +430,9 @@ func TestDrainAndStop(t *testing.T) {
 	require.ErrorIs(t, err, ErrDraining)
 	f.gate <- struct{}{}
 	cancel()
-	require.ErrorIs(t, <-ran, context.Canceled)
-	require.ErrorIs(t, <-errs, ErrStopped)
-	require.ErrorIs(t, <-errs, ErrStopped)
+	require.ErrorIs(t, recv(t, ran, "Run after cancel"), context.Canceled)
+	require.ErrorIs(t, recv(t, errs, "request at stop"), ErrStopped)
+	require.ErrorIs(t, recv(t, errs, "request at stop"), ErrStopped)
 	require.Zero(t, f.liveCaches())
 	_, _, err = generate(t.Context(), s, &Request{Prompt: []int32{1}, MaxTokens: 1})
 	require.ErrorIs(t, err, ErrStopped)
@@ -475,7 +489,7 @@ func TestNoLeaks(t *testing.T) {
 	require.Equal(t, st.PrefixEntries, f.liveCaches(), "every live cache is a prefix-cache entry")
 	require.Equal(t, uint64(3000), st.Finished+st.Cancelled)
 	cancel()
-	require.ErrorIs(t, <-ran, context.Canceled)
+	require.ErrorIs(t, recv(t, ran, "Run after cancel"), context.Canceled)
 	require.Zero(t, f.liveCaches())
 	// Polled here: require.Eventually runs the condition on goroutines of
 	// its own.

@@ -161,6 +161,24 @@ func (h *harness) get(path string, header ...string) (int, []byte) {
 	return resp.StatusCode, raw
 }
 
+// status posts body and returns the status once the response is read
+// (-1 on a transport error); safe on any goroutine.
+func (h *harness) status(ctx context.Context, path, body string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		return -1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return -1
+	}
+	return resp.StatusCode
+}
+
 // stream posts a streaming request and returns the decoded data events
 // (without [DONE]) and whether [DONE] came last.
 func (h *harness) stream(ctx context.Context, path string, body any) (int, []map[string]any, bool) {
@@ -196,6 +214,20 @@ func (h *harness) stream(ctx context.Context, path string, body any) (int, []map
 		events = append(events, ev)
 	}
 	return resp.StatusCode, events, done
+}
+
+// recv receives from ch, failing the test (instead of hanging it) when
+// nothing comes within 30 seconds.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: nothing after 30 s", what)
+		var zero T
+		return zero
+	}
 }
 
 func user(text string) map[string]any { return map[string]any{"role": "user", "content": text} }
@@ -555,10 +587,7 @@ func TestQueueFullAndDrain(t *testing.T) {
 	defer cancel()
 	results := make(chan int, 2)
 	for i := range 2 {
-		go func() {
-			status, _, _ := h.stream(ctx, "/v1/chat/completions", map[string]any{"messages": []any{user("Hi")}, "stream": true})
-			results <- status
-		}()
+		go func() { results <- h.status(ctx, "/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`) }()
 		// One running, then one waiting (a second sent at once could find
 		// the first still queued and get the 429).
 		require.Eventually(t, func() bool { st := h.sched.Stats(); return st.Running == 1 && st.Waiting == i }, 5*time.Second, time.Millisecond)
@@ -586,8 +615,8 @@ func TestQueueFullAndDrain(t *testing.T) {
 			}
 		}
 	}()
-	require.Equal(t, http.StatusOK, <-results, "in-flight requests finish while draining")
-	require.Equal(t, http.StatusOK, <-results)
+	require.Equal(t, http.StatusOK, recv(t, results, "first in-flight request"), "in-flight requests finish while draining")
+	require.Equal(t, http.StatusOK, recv(t, results, "second in-flight request"))
 }
 
 // A client that goes away cancels its sequence; the batch goes on.
@@ -611,7 +640,7 @@ func TestClientDisconnect(t *testing.T) {
 		gate <- struct{}{}
 	}
 	cancel()
-	require.Error(t, <-errs)
+	require.Error(t, recv(t, errs, "the cancelled client"))
 	pump, stop := context.WithCancel(t.Context())
 	defer stop()
 	go func() {
@@ -700,7 +729,7 @@ func TestServeShutdown(t *testing.T) {
 			}
 		}
 	}()
-	got := <-body
+	got := recv(t, body, "the in-flight response")
 	require.Contains(t, got, servertest.Greeting)
 	require.True(t, strings.HasSuffix(got, "data: [DONE]\n\n"))
 	select {
