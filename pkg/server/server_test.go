@@ -587,7 +587,9 @@ func TestQueueFullAndDrain(t *testing.T) {
 	defer cancel()
 	results := make(chan int, 2)
 	for i := range 2 {
-		go func() { results <- h.status(ctx, "/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`) }()
+		go func() {
+			results <- h.status(ctx, "/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`)
+		}()
 		// One running, then one waiting (a second sent at once could find
 		// the first still queued and get the 429).
 		require.Eventually(t, func() bool { st := h.sched.Stats(); return st.Running == 1 && st.Waiting == i }, 5*time.Second, time.Millisecond)
