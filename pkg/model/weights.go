@@ -303,6 +303,19 @@ func (w *Weights) Linear(base string, out, in int) (kernels.Weight, error) {
 	return w.Bind(t.Name, t.M)
 }
 
+// Head binds a model's output head: the weight name ([vocab, hidden], name
+// without ".weight") when the checkpoint has it, else the token embedding
+// embed when config.json ties them.
+func (w *Weights) Head(name string, vocab, hidden int, embed kernels.Weight, tied bool) (kernels.Weight, error) {
+	switch {
+	case w.Has(name + ".weight"):
+		return w.Linear(name, vocab, hidden)
+	case tied:
+		return embed, nil
+	}
+	return nil, fmt.Errorf("%s: no %s.weight and tie_word_embeddings is false in config.json", w.Dir, name)
+}
+
 // Vector copies the 1-D f32/f16/bf16 tensor name (n elements) into a 1×n
 // f32 backend tensor, adding add to every element (for checkpoints that
 // store a norm weight centred on zero).

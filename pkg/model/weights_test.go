@@ -47,3 +47,34 @@ func TestDequantAllFixtures(t *testing.T) {
 	}
 	require.Positive(t, checked)
 }
+
+// Head binds the untied head when the checkpoint has it, the embedding
+// when config.json ties them, and otherwise says neither is there.
+func TestHead(t *testing.T) {
+	fx, err := fixture.Load("qwen3_moe")
+	require.NoError(t, err)
+	cfg, err := modelconfig.Load(fx.Dir)
+	require.NoError(t, err)
+	b := cpu.New(cpu.Options{Threads: 1})
+	defer b.Close()
+	w, err := model.OpenWeights(fx.Dir, cfg, b)
+	require.NoError(t, err)
+	defer w.Close()
+	require.True(t, w.Has("lm_head.weight"))
+	embed, err := w.Linear("model.embed_tokens", cfg.VocabSize, cfg.HiddenSize)
+	require.NoError(t, err)
+
+	head, err := w.Head("lm_head", cfg.VocabSize, cfg.HiddenSize, embed, true)
+	require.NoError(t, err)
+	require.NotSame(t, embed, head, "an untied head in the checkpoint wins")
+	require.Equal(t, cfg.VocabSize, head.Rows())
+
+	head, err = w.Head("output", cfg.VocabSize, cfg.HiddenSize, embed, true)
+	require.NoError(t, err)
+	require.Equal(t, embed, head)
+
+	_, err = w.Head("output", cfg.VocabSize, cfg.HiddenSize, embed, false)
+	require.EqualError(t, err, fx.Dir+": no output.weight and tie_word_embeddings is false in config.json")
+	_, err = w.Head("lm_head", cfg.VocabSize+1, cfg.HiddenSize, embed, false)
+	require.ErrorIs(t, err, model.ErrWeight, "the head's shape is checked")
+}

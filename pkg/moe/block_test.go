@@ -177,3 +177,27 @@ func TestResident(t *testing.T) {
 	_, err = r.Acquire(context.Background(), 2, []int{2})
 	require.Error(t, err)
 }
+
+// UseStore hands every MoE block the given store, or a resident one over
+// the bound experts, and refuses a store whose expert count for a layer
+// differs from the config's.
+func TestUseStore(t *testing.T) {
+	resident := map[int][]*moe.Expert{0: {{}, {}}, 2: {{}, {}, {}}}
+	want := func(i int) int { return []int{2, 0, 3}[i] }
+	blocks := []*moe.Block{{Layer: 0}, nil, {Layer: 2}} // layer 1 is dense
+	s, err := moe.UseStore("ckpt", nil, resident, blocks, want)
+	require.NoError(t, err)
+	require.IsType(t, &moe.Resident{}, s)
+	require.Same(t, s, blocks[0].Store)
+	require.Same(t, s, blocks[2].Store)
+
+	given := moe.NewResident(resident)
+	s, err = moe.UseStore("ckpt", given, nil, blocks, want)
+	require.NoError(t, err)
+	require.Same(t, given, s)
+	require.Same(t, given, blocks[2].Store)
+
+	s, err = moe.UseStore("ckpt", nil, resident, blocks, func(int) int { return 2 })
+	require.EqualError(t, err, "ckpt: layer 2 has 3 experts in the store, config.json says 2")
+	require.NotNil(t, s, "the store comes back for the caller to close")
+}

@@ -114,3 +114,25 @@ func (r *Resident) Bytes() int64 {
 	}
 	return n
 }
+
+// UseStore gives every block its expert store — store, or when that is nil
+// a resident store over the experts bound from the checkpoint — and checks
+// that the store holds as many experts per layer as config.json says
+// (want). blocks[i] is layer i's block, nil on a layer without one; dir
+// names the checkpoint in the error. The store comes back with an error
+// too, as the model owns it from here.
+func UseStore(dir string, store Store, resident map[int][]*Expert, blocks []*Block, want func(layer int) int) (Store, error) {
+	if store == nil {
+		store = NewResident(resident)
+	}
+	for i, blk := range blocks {
+		if blk == nil {
+			continue
+		}
+		blk.Store = store
+		if got := store.Experts(i); got != want(i) {
+			return store, fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", dir, i, got, want(i))
+		}
+	}
+	return store, nil
+}

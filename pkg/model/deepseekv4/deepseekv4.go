@@ -271,15 +271,12 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		}
 		m.layers = append(m.layers, l)
 	}
-	m.store = lo.Store
-	if m.store == nil {
-		m.store = moe.NewResident(resident)
-	}
+	blocks := make([]*moe.Block, len(m.layers))
 	for i, l := range m.layers {
-		l.ffn.block.Store = m.store
-		if got := m.store.Experts(i); got != o.LayerExperts(i) {
-			return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, got, o.LayerExperts(i))
-		}
+		blocks[i] = l.ffn.block
+	}
+	if m.store, err = moe.UseStore(w.Dir, lo.Store, resident, blocks, o.LayerExperts); err != nil {
+		return err
 	}
 	// One token reads every non-expert weight except the embedding table
 	// (one row of it), plus its top-k experts per layer.

@@ -148,15 +148,8 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 	if m.norm, err = w.Vector(m.prefix+"norm.weight", o.Hidden, 0); err != nil {
 		return err
 	}
-	switch {
-	case w.Has(head + ".weight"):
-		if m.head, err = w.Linear(head, o.Vocab, o.Hidden); err != nil {
-			return err
-		}
-	case o.TiedEmbeddings:
-		m.head = m.embed
-	default:
-		return fmt.Errorf("%s: no %s.weight and tie_word_embeddings is false in config.json", w.Dir, head)
+	if m.head, err = w.Head(head, o.Vocab, o.Hidden, m.embed, o.TiedEmbeddings); err != nil {
+		return err
 	}
 	if o.PerLayerInput > 0 {
 		if m.ple, err = m.bindPerLayerInputs(); err != nil {
@@ -191,15 +184,12 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		}
 		m.layers = append(m.layers, l)
 	}
-	m.store = lo.Store
-	if m.store == nil {
-		m.store = moe.NewResident(resident)
-	}
+	blocks := make([]*moe.Block, len(m.layers))
 	for i, l := range m.layers {
-		l.moe.Store = m.store
-		if m.store.Experts(i) != o.Experts {
-			return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, m.store.Experts(i), o.Experts)
-		}
+		blocks[i] = l.moe
+	}
+	if m.store, err = moe.UseStore(w.Dir, lo.Store, resident, blocks, func(int) int { return o.Experts }); err != nil {
+		return err
 	}
 	// The head and one embedding row; per-layer inputs add one row of
 	// their table and the model projection.

@@ -92,15 +92,8 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 	if m.norm, err = w.Vector("model.norm.weight", o.Hidden, 0); err != nil {
 		return err
 	}
-	switch {
-	case w.Has("lm_head.weight"):
-		if m.head, err = w.Linear("lm_head", o.Vocab, o.Hidden); err != nil {
-			return err
-		}
-	case o.TiedEmbeddings:
-		m.head = m.embed
-	default:
-		return fmt.Errorf("%s: no lm_head.weight and tie_word_embeddings is false in config.json", w.Dir)
+	if m.head, err = w.Head("lm_head", o.Vocab, o.Hidden, m.embed, o.TiedEmbeddings); err != nil {
+		return err
 	}
 	resident := map[int][]*moe.Expert{}
 	qd, kd := o.Heads*o.HeadDim, o.KVHeads*o.HeadDim
@@ -157,15 +150,12 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		}
 		m.layers = append(m.layers, l)
 	}
-	m.store = lo.Store
-	if m.store == nil {
-		m.store = moe.NewResident(resident)
-	}
+	blocks := make([]*moe.Block, len(m.layers))
 	for i, l := range m.layers {
-		l.moe.Store = m.store
-		if m.store.Experts(i) != o.LayerExperts(i) {
-			return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, m.store.Experts(i), o.LayerExperts(i))
-		}
+		blocks[i] = l.moe
+	}
+	if m.store, err = moe.UseStore(w.Dir, lo.Store, resident, blocks, o.LayerExperts); err != nil {
+		return err
 	}
 	activeBytes += model.WeightBytes(m.head) + model.WeightBytes(m.embed)/int64(o.Vocab) // the head, and one embedding row
 	m.info = model.Info{

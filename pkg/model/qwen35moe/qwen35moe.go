@@ -167,15 +167,12 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		copied += c
 		m.layers = append(m.layers, l)
 	}
-	m.store = lo.Store
-	if m.store == nil {
-		m.store = moe.NewResident(resident)
-	}
+	blocks := make([]*moe.Block, len(m.layers))
 	for i, l := range m.layers {
-		l.moe.Store = m.store
-		if got := m.store.Experts(i); got != o.Experts[i] {
-			return fmt.Errorf("%s: layer %d has %d experts in the store, config.json says %d", w.Dir, i, got, o.Experts[i])
-		}
+		blocks[i] = l.moe
+	}
+	if m.store, err = moe.UseStore(w.Dir, lo.Store, resident, blocks, func(i int) int { return o.Experts[i] }); err != nil {
+		return err
 	}
 	if err := m.bindMTP(ctx); err != nil {
 		return err
