@@ -40,6 +40,30 @@ type Block struct {
 	OutputGate bool
 }
 
+// LoadProjections binds prefix{q,k,v,o}_proj and their optional biases
+// for the block's heads over rows of hidden: q with Heads·HeadDim outputs
+// (twice that with an OutputGate), k and v with KVHeads·HeadDim, o back to
+// hidden.
+func (a *Block) LoadProjections(w *model.Weights, prefix string, hidden int) error {
+	qd, kd := a.Heads*a.HeadDim, a.KVHeads*a.HeadDim
+	qOut := qd
+	if a.OutputGate {
+		qOut = 2 * qd
+	}
+	var err error
+	if a.Q, err = w.LoadLinear(prefix+"q_proj", qOut, hidden); err != nil {
+		return err
+	}
+	if a.K, err = w.LoadLinear(prefix+"k_proj", kd, hidden); err != nil {
+		return err
+	}
+	if a.V, err = w.LoadLinear(prefix+"v_proj", kd, hidden); err != nil {
+		return err
+	}
+	a.O, err = w.LoadLinear(prefix+"o_proj", hidden, qd)
+	return err
+}
+
 // Forward writes the block's output for x (the normed hidden states of
 // every row of the step) into out.
 func (a *Block) Forward(ctx context.Context, b kernels.Backend, ws *model.Workspace, step *model.Step, x, out kernels.Tensor) error {

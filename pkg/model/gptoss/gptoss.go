@@ -96,7 +96,6 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		return err
 	}
 	resident := map[int][]*moe.Expert{}
-	qd, kd := o.Heads*o.HeadDim, o.KVHeads*o.HeadDim
 	var activeBytes, extra int64
 	for i := 0; i < o.Layers; i++ {
 		if err := ctx.Err(); err != nil {
@@ -114,16 +113,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		if o.Sliding[i] {
 			a.Window = o.Window
 		}
-		if a.Q, err = w.LoadLinear(p+"self_attn.q_proj", qd, o.Hidden); err != nil {
-			return err
-		}
-		if a.K, err = w.LoadLinear(p+"self_attn.k_proj", kd, o.Hidden); err != nil {
-			return err
-		}
-		if a.V, err = w.LoadLinear(p+"self_attn.v_proj", kd, o.Hidden); err != nil {
-			return err
-		}
-		if a.O, err = w.LoadLinear(p+"self_attn.o_proj", o.Hidden, qd); err != nil {
+		if err := a.LoadProjections(w, p+"self_attn.", o.Hidden); err != nil {
 			return err
 		}
 		if a.Sinks, err = w.Vector(p+"self_attn.sinks", o.Heads, 0); err != nil {

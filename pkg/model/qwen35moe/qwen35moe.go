@@ -208,19 +208,9 @@ func (m *Model) bindLayer(lp string, idx, cacheLayer int, linear bool, experts i
 		g := l.gdn
 		active += model.LinearBytes(g.QKV, g.Z, g.B, g.A, g.Out) + copied
 	} else {
-		qd, kd := o.Heads*o.HeadDim, o.KVHeads*o.HeadDim
 		a := &attention.Block{Layer: cacheLayer, Heads: o.Heads, KVHeads: o.KVHeads, HeadDim: o.HeadDim, NormEps: o.Eps,
 			RoPE: o.RoPE, OutputGate: true}
-		if a.Q, err = w.LoadLinear(lp+"self_attn.q_proj", 2*qd, o.Hidden); err != nil {
-			return l, 0, 0, err
-		}
-		if a.K, err = w.LoadLinear(lp+"self_attn.k_proj", kd, o.Hidden); err != nil {
-			return l, 0, 0, err
-		}
-		if a.V, err = w.LoadLinear(lp+"self_attn.v_proj", kd, o.Hidden); err != nil {
-			return l, 0, 0, err
-		}
-		if a.O, err = w.LoadLinear(lp+"self_attn.o_proj", o.Hidden, qd); err != nil {
+		if err := a.LoadProjections(w, lp+"self_attn.", o.Hidden); err != nil {
 			return l, 0, 0, err
 		}
 		if a.QNorm, err = m.normWeight(lp+"self_attn.q_norm.weight", o.HeadDim); err != nil {

@@ -94,7 +94,6 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 		return err
 	}
 	resident := map[int][]*moe.Expert{}
-	qd, kd := o.Heads*o.HeadDim, o.KVHeads*o.HeadDim
 	var activeBytes int64
 	for i := 0; i < o.Layers; i++ {
 		if err := ctx.Err(); err != nil {
@@ -109,16 +108,7 @@ func (m *Model) bind(ctx context.Context, lo LoadOptions) error {
 			return err
 		}
 		a := &attention.Block{Layer: i, Heads: o.Heads, KVHeads: o.KVHeads, HeadDim: o.HeadDim, NormEps: o.Eps, RoPE: o.RoPE, Window: o.Window}
-		if a.Q, err = w.LoadLinear(p+"self_attn.q_proj", qd, o.Hidden); err != nil {
-			return err
-		}
-		if a.K, err = w.LoadLinear(p+"self_attn.k_proj", kd, o.Hidden); err != nil {
-			return err
-		}
-		if a.V, err = w.LoadLinear(p+"self_attn.v_proj", kd, o.Hidden); err != nil {
-			return err
-		}
-		if a.O, err = w.LoadLinear(p+"self_attn.o_proj", o.Hidden, qd); err != nil {
+		if err := a.LoadProjections(w, p+"self_attn.", o.Hidden); err != nil {
 			return err
 		}
 		if a.QNorm, err = w.Vector(p+"self_attn.q_norm.weight", o.HeadDim, 0); err != nil {
