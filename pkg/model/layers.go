@@ -73,3 +73,43 @@ func (w *Weights) LoadMLP(prefix string, hidden, inter int, act kernels.Activati
 	}
 	return &MLP{Gate: gate, Up: up, Down: down, Act: act, Name: "mlp"}, nil
 }
+
+// FinalHead turns a model's last hidden states into logits: the final
+// RMSNorm, the output head and, when Softcap > 0, final logit softcapping.
+type FinalHead struct {
+	Norm kernels.Tensor
+	Eps  float32
+	// W is the head ([vocab, hidden]), the embedding when they are tied.
+	W       kernels.Weight
+	Softcap float32
+}
+
+// Logits runs the head on the rows of x (the hidden states of every row of
+// step) whose logits the step wants. The logits live in ws's scratch until
+// the next step, as Output allows.
+func (h FinalHead) Logits(b kernels.Backend, ws *Workspace, step *Step, x kernels.Tensor) (*Output, error) {
+	vocab := h.W.Rows()
+	r := len(step.LogitRows)
+	if r == 0 {
+		return step.SplitLogits(nil, vocab), nil
+	}
+	sel, err := ws.Get("final.x", r, x.Cols)
+	if err != nil {
+		return nil, err
+	}
+	b.Gather(sel, x, step.LogitRows)
+	b.RMSNorm(sel, sel, h.Norm, h.Eps, false)
+	lg, err := ws.Get("final.logits", r, vocab)
+	if err != nil {
+		return nil, err
+	}
+	b.MatMul(lg, sel, h.W)
+	if h.Softcap > 0 {
+		b.Softcap(lg, lg, h.Softcap)
+	}
+	host := ws.Float32s("final.host", r*vocab)
+	if err := b.Read(host, lg); err != nil {
+		return nil, err
+	}
+	return step.SplitLogits(host, vocab), nil
+}

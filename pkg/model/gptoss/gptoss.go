@@ -259,27 +259,7 @@ func (m *Model) forward(ctx context.Context, step *model.Step, hidden *[][]float
 
 // logits runs the final norm and the head on the rows that need logits.
 func (m *Model) logits(step *model.Step, x kernels.Tensor) (*model.Output, error) {
-	b, ws, o := m.b, m.ws, m.opts
-	r := len(step.LogitRows)
-	if r == 0 {
-		return step.SplitLogits(nil, o.Vocab), nil
-	}
-	sel, err := ws.Get("final.x", r, o.Hidden)
-	if err != nil {
-		return nil, err
-	}
-	b.Gather(sel, x, step.LogitRows)
-	b.RMSNorm(sel, sel, m.norm, o.Eps, false)
-	lg, err := ws.Get("final.logits", r, o.Vocab)
-	if err != nil {
-		return nil, err
-	}
-	b.MatMul(lg, sel, m.head)
-	host := ws.Float32s("final.host", r*o.Vocab)
-	if err := b.Read(host, lg); err != nil {
-		return nil, err
-	}
-	return step.SplitLogits(host, o.Vocab), nil
+	return model.FinalHead{Norm: m.norm, Eps: m.opts.Eps, W: m.head}.Logits(m.b, m.ws, step, x)
 }
 
 // Hidden runs the step and returns every row's hidden state after each
