@@ -15,6 +15,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/maniac-ai/mach/pkg/model/qwen3moe"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/sidecar"
@@ -40,36 +41,10 @@ func exported(t *testing.T, name, dir string) (*fixture.Model, string) {
 // tokens.
 func generate(t *testing.T, m model.Model, prompt []int32, n int) ([]float32, []int32) {
 	t.Helper()
-	c, err := m.NewCache(len(prompt)+n, kernels.F32)
-	require.NoError(t, err)
-	defer c.Release()
-	out, err := m.Forward(t.Context(), &model.Batch{Seqs: []model.Seq{{Tokens: prompt, Cache: c, Logits: model.AllLogits}}})
-	require.NoError(t, err)
-	all := out.Logits[0]
-	vocab := m.Info().Vocab
-	last := all[len(all)-vocab:]
-	var toks []int32
-	for len(toks) < n {
-		tok := int32(argmax(last))
-		toks = append(toks, tok)
-		o, err := m.Forward(t.Context(), &model.Batch{Seqs: []model.Seq{{Tokens: []int32{tok}, Cache: c, Logits: model.LastLogits}}})
-		require.NoError(t, err)
-		last = o.Logits[0]
-	}
-	return all, toks
+	return modeltest.Generate(t, m, modeltest.NewSeq(t, m, len(prompt)+n, kernels.F32), prompt, n)
 }
 
 var quiet = slog.New(slog.DiscardHandler)
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
-}
 
 func loadModel(t *testing.T, b kernels.Backend, dir string, store *expertstream.Store) model.Model {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/deepseekv4"
 	"github.com/maniac-ai/mach/pkg/model/deepseekv4/deepseekv4test"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/prune"
 	"github.com/stretchr/testify/require"
@@ -30,12 +31,7 @@ func synthetic(t testing.TB, b kernels.Backend, o deepseekv4test.Options) (strin
 
 func loadDir(t testing.TB, dir string, b kernels.Backend) *deepseekv4.Model {
 	t.Helper()
-	cfg, err := modelconfig.Load(dir)
-	require.NoError(t, err)
-	m, err := deepseekv4.Load(context.Background(), dir, cfg, b, deepseekv4.LoadOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = m.Close() })
-	return m
+	return modeltest.LoadDir(t, dir, b, deepseekv4.Loader).(*deepseekv4.Model)
 }
 
 func prompt(seed uint64, n, vocab int) []int32 {
@@ -74,7 +70,7 @@ func run(t testing.TB, m model.Model, tokens []int32, steps []int, dt kernels.DT
 // product) — through DeepSeek's config spelling (compress_ratios,
 // num_hash_layers, rope_scaling YaRN, qk_rope_head_dim).
 func TestUpstreamFormsAgree(t *testing.T) {
-	for bname, mk := range backends() {
+	for bname, mk := range modeltest.Backends() {
 		t.Run(bname, func(t *testing.T) {
 			b := mk()
 			defer b.Close()

@@ -1,17 +1,14 @@
 package deepseekv4_test
 
 import (
-	"log/slog"
 	"testing"
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/kernels/cpu"
-	"github.com/maniac-ai/mach/pkg/expertstream"
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/model/deepseekv4"
 	"github.com/maniac-ai/mach/pkg/model/deepseekv4/deepseekv4test"
-	"github.com/maniac-ai/mach/pkg/modelconfig"
-	"github.com/maniac-ai/mach/pkg/sidecar/export"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -28,13 +25,7 @@ func TestStreamingMatchesResident(t *testing.T) {
 	base, err := fixture.Load("deepseek_v4")
 	require.NoError(t, err)
 	for _, dir := range []string{fp8, fx.Dir, base.Dir} {
-		cfg, err := modelconfig.Load(dir)
-		require.NoError(t, err)
-		sc := t.TempDir()
-		_, err = export.Run(t.Context(), export.Options{Checkpoint: dir, Output: sc})
-		require.NoError(t, err, dir)
-		store, err := expertstream.Open(sc, b, expertstream.Options{CacheBytes: 1, Hidden: cfg.HiddenSize, Width: cfg.MoEIntermediateSize,
-			Log: slog.New(slog.DiscardHandler)})
+		store, cfg, err := modeltest.Sidecar(t, dir, b)
 		require.NoError(t, err, dir)
 		streamed, err := deepseekv4.Load(t.Context(), dir, cfg, b, deepseekv4.LoadOptions{Store: store})
 		require.NoError(t, err)

@@ -13,8 +13,8 @@ import (
 	"github.com/maniac-ai/mach/pkg/engine"
 	"github.com/maniac-ai/mach/pkg/engine/enginetest"
 	"github.com/maniac-ai/mach/pkg/fixture"
-	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/archs"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -101,17 +101,7 @@ func TestChatThroughEngine(t *testing.T) {
 	require.Equal(t, tok.Encode(want, false), sum.PromptTokens, "prompt ids are the reference rendering's")
 
 	// The same ids through the model directly, greedily.
-	m := e.Model()
-	seq := newSeq(t, m, 256, kernels.F32)
-	seq.Tokens, seq.Logits = sum.PromptTokens, model.LastLogits
-	var greedy []int32
-	for len(greedy) < n {
-		out, err := m.Forward(t.Context(), &model.Batch{Seqs: []model.Seq{seq}})
-		require.NoError(t, err)
-		next := argmax(out.Logits[0])
-		greedy = append(greedy, next)
-		seq.Tokens = []int32{next}
-	}
+	greedy, _ := modeltest.DecodeAlone(t, e.Model(), sum.PromptTokens, n)
 	require.Equal(t, greedy, sum.Tokens)
 	require.Equal(t, engine.FinishLength, sum.FinishReason)
 }

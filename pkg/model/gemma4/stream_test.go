@@ -1,42 +1,15 @@
 package gemma4_test
 
 import (
-	"log/slog"
 	"slices"
 	"testing"
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/kernels/cpu"
-	"github.com/maniac-ai/mach/pkg/expertstream"
-	"github.com/maniac-ai/mach/pkg/fixture"
-	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/gemma4"
-	"github.com/maniac-ai/mach/pkg/modelconfig"
-	"github.com/maniac-ai/mach/pkg/sidecar/export"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/stretchr/testify/require"
 )
-
-// generate runs the prompt with every position's logits, then n greedy
-// tokens with the cache.
-func generate(t *testing.T, m model.Model, prompt []int32, n int) ([]float32, []int32) {
-	t.Helper()
-	seq := newSeq(t, m, len(prompt)+n, kernels.F32)
-	seq.Tokens, seq.Logits = prompt, model.AllLogits
-	out, err := m.Forward(t.Context(), &model.Batch{Seqs: []model.Seq{seq}})
-	require.NoError(t, err)
-	all := slices.Clone(out.Logits[0])
-	last := all[len(all)-m.Info().Vocab:]
-	var toks []int32
-	for len(toks) < n {
-		tok := argmax(last)
-		toks = append(toks, tok)
-		seq.Tokens, seq.Logits = []int32{tok}, model.LastLogits
-		o, err := m.Forward(t.Context(), &model.Batch{Seqs: []model.Seq{seq}})
-		require.NoError(t, err)
-		last = o.Logits[0]
-	}
-	return all, toks
-}
 
 // Experts streamed from an expert_sidecar/ written by mach-export-sidecar
 // (the fused f32 and MLX switch_glu layouts) give exactly the resident
@@ -47,25 +20,17 @@ func TestStreamingMatchesResident(t *testing.T) {
 	defer b.Close()
 	for _, name := range fixtures {
 		t.Run(name, func(t *testing.T) {
-			fx, err := fixture.Load(name)
-			require.NoError(t, err)
-			sc := t.TempDir()
-			_, err = export.Run(t.Context(), export.Options{Checkpoint: fx.Dir, Output: sc})
-			require.NoError(t, err)
-			cfg, err := modelconfig.Load(fx.Dir)
-			require.NoError(t, err)
-
-			_, resident := load(t, name, b)
-			wantLogits, wantToks := generate(t, resident, fx.InputIDs, len(fx.Greedy))
+			fx, resident := load(t, name, b)
+			n := len(fx.Greedy)
+			wantLogits, wantToks := modeltest.Generate(t, resident, modeltest.NewSeq(t, resident, fx.T+n, kernels.F32), fx.InputIDs, n)
 			require.Equal(t, fx.Greedy, wantToks)
 
-			store, err := expertstream.Open(sc, b, expertstream.Options{CacheBytes: 1, Hidden: cfg.HiddenSize, Width: cfg.MoEIntermediateSize,
-				Log: slog.New(slog.DiscardHandler)})
+			store, cfg, err := modeltest.Sidecar(t, fx.Dir, b)
 			require.NoError(t, err)
 			m, err := gemma4.Load(t.Context(), fx.Dir, cfg, b, gemma4.LoadOptions{Store: store})
 			require.NoError(t, err)
 			defer m.Close()
-			gotLogits, gotToks := generate(t, m, fx.InputIDs, len(fx.Greedy))
+			gotLogits, gotToks := modeltest.Generate(t, m, modeltest.NewSeq(t, m, fx.T+n, kernels.F32), fx.InputIDs, n)
 			require.Equal(t, wantToks, gotToks)
 			require.True(t, slices.Equal(wantLogits, gotLogits), "streamed logits differ from resident ones")
 			st := store.Stats()

@@ -15,8 +15,8 @@ import (
 	"github.com/maniac-ai/mach/pkg/engine"
 	"github.com/maniac-ai/mach/pkg/engine/enginetest"
 	"github.com/maniac-ai/mach/pkg/fixture"
-	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/archs"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/maniac-ai/mach/pkg/tokenizer"
 	"github.com/stretchr/testify/require"
 )
@@ -119,17 +119,7 @@ func TestChatThroughEngine(t *testing.T) {
 	require.Equal(t, tok.Encode(want, false), sum.PromptTokens, "prompt ids are the reference rendering's")
 	require.Equal(t, int32(316-3), sum.PromptTokens[0], "<|start|> is one special token")
 
-	m := e.Model()
-	seq := newSeq(t, m, kernels.F32)
-	seq.Tokens, seq.Logits = sum.PromptTokens, model.LastLogits
-	var greedy []int32
-	for len(greedy) < n {
-		out, err := m.Forward(t.Context(), &model.Batch{Seqs: []model.Seq{seq}})
-		require.NoError(t, err)
-		next := argmax(out.Logits[0])
-		greedy = append(greedy, next)
-		seq.Tokens = []int32{next}
-	}
+	greedy, _ := modeltest.DecodeAlone(t, e.Model(), sum.PromptTokens, n)
 	require.Equal(t, greedy, sum.Tokens)
 	require.Equal(t, engine.FinishLength, sum.FinishReason)
 }

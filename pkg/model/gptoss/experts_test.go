@@ -13,6 +13,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/gptoss"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/safetensors"
 	"github.com/stretchr/testify/require"
@@ -76,7 +77,7 @@ func TestPerExpertLayout(t *testing.T) {
 	m, err := gptoss.Load(t.Context(), dir, cfg, b, gptoss.LoadOptions{})
 	require.NoError(t, err)
 	defer m.Close()
-	got := run(t, m, newSeq(t, m, kernels.F32), fx.InputIDs)
+	got := modeltest.Run(t, m, newSeq(t, m, kernels.F32), fx.InputIDs)
 	for p, lg := range got {
 		require.LessOrEqual(t, fixture.RelL2(lg, fx.Row(p)), 1e-4, "position %d", p)
 	}

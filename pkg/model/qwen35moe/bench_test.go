@@ -13,6 +13,7 @@ import (
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/kernels/cpu"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
 	"github.com/maniac-ai/mach/pkg/model/qwen35moe/qwen35moetest"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
@@ -34,7 +35,7 @@ func TestSyntheticCheckpoint(t *testing.T) {
 	require.True(t, m.Layout().ShiftedNorms)
 	seq := newSeq(t, m, kernels.F16)
 	seq.Tokens, seq.Logits = []int32{1, 2, 3, 4, 5}, model.AllLogits
-	out := forward(t, m, seq)
+	out := modeltest.Forward(t, m, seq)
 	for _, v := range out.Logits[0] {
 		require.False(t, math.IsNaN(float64(v)) || math.IsInf(float64(v), 0))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/kvcache"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/preflight"
@@ -135,7 +136,7 @@ func TestTextOnlyNaming(t *testing.T) {
 	require.Equal(t, "model.", m.Layout().Prefix)
 	seq := newSeq(t, m, kernels.F32)
 	seq.Tokens, seq.Logits = fx.InputIDs, model.AllLogits
-	out := forward(t, m, seq)
+	out := modeltest.Forward(t, m, seq)
 	for p := 0; p < fx.T; p++ {
 		require.LessOrEqual(t, fixture.RelL2(out.Logits[0][p*fx.Vocab:(p+1)*fx.Vocab], fx.Row(p)), 1e-4, "position %d", p)
 	}
@@ -211,7 +212,7 @@ func TestMTPHead(t *testing.T) {
 	require.Contains(t, m.Layout().Why, "MTP head")
 	seq := newSeq(t, m, kernels.F32)
 	seq.Tokens, seq.Logits = fx.InputIDs, model.AllLogits
-	out := forward(t, m, seq)
+	out := modeltest.Forward(t, m, seq)
 	for p := 0; p < fx.T; p++ {
 		require.LessOrEqual(t, fixture.RelL2(out.Logits[0][p*fx.Vocab:(p+1)*fx.Vocab], fx.Row(p)), 1e-4)
 	}
