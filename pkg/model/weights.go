@@ -42,6 +42,23 @@ func OpenWeights(dir string, cfg *modelconfig.Config, b kernels.Backend) (*Weigh
 	return &Weights{Dir: dir, cfg: cfg, b: b, set: set, log: slog.Default()}, nil
 }
 
+// BindWeights maps dir's shards and hands them to bind, which builds a
+// model on them; when bind fails the shards are unmapped again. It is what
+// every architecture's Load does once its options are parsed.
+func BindWeights[M any](dir string, cfg *modelconfig.Config, b kernels.Backend, bind func(*Weights) (M, error)) (M, error) {
+	var none M
+	w, err := OpenWeights(dir, cfg, b)
+	if err != nil {
+		return none, err
+	}
+	m, err := bind(w)
+	if err != nil {
+		_ = w.Close()
+		return none, err
+	}
+	return m, nil
+}
+
 // Close unmaps the shards.
 func (w *Weights) Close() error { return w.set.Close() }
 

@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -77,4 +78,29 @@ func TestHead(t *testing.T) {
 	require.EqualError(t, err, fx.Dir+": no output.weight and tie_word_embeddings is false in config.json")
 	_, err = w.Head("lm_head", cfg.VocabSize+1, cfg.HiddenSize, embed, false)
 	require.ErrorIs(t, err, model.ErrWeight, "the head's shape is checked")
+}
+
+// BindWeights hands the mapped weights to bind and passes its result or
+// error through.
+func TestBindWeights(t *testing.T) {
+	fx, err := fixture.Load("qwen3_moe")
+	require.NoError(t, err)
+	cfg, err := modelconfig.Load(fx.Dir)
+	require.NoError(t, err)
+	b := cpu.New(cpu.Options{Threads: 1})
+	defer b.Close()
+	got, err := model.BindWeights(fx.Dir, cfg, b, func(w *model.Weights) (*model.Weights, error) { return w, nil })
+	require.NoError(t, err)
+	require.True(t, got.Has("lm_head.weight"))
+	require.NoError(t, got.Close())
+
+	refused := errors.New("refused")
+	got, err = model.BindWeights(fx.Dir, cfg, b, func(w *model.Weights) (*model.Weights, error) { return w, refused })
+	require.ErrorIs(t, err, refused)
+	require.Nil(t, got)
+	_, err = model.BindWeights(t.TempDir(), cfg, b, func(w *model.Weights) (*model.Weights, error) {
+		t.Fatal("bind called without weights")
+		return w, nil
+	})
+	require.Error(t, err)
 }

@@ -184,22 +184,18 @@ func Load(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Ba
 	if err != nil {
 		return nil, err
 	}
-	w, err := model.OpenWeights(dir, cfg, b)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := safetensors.OpenSet(dir)
-	if err != nil {
-		_ = w.Close()
-		return nil, fault.Mark(err, fault.ErrIO)
-	}
-	m := &Model{b: b, opts: opts, weights: w, raw: raw, ws: model.NewWorkspace(b)}
-	if err := m.bind(ctx, lo); err != nil {
-		_ = raw.Close()
-		_ = w.Close()
-		return nil, err
-	}
-	return m, nil
+	return model.BindWeights(dir, cfg, b, func(w *model.Weights) (*Model, error) {
+		raw, err := safetensors.OpenSet(dir)
+		if err != nil {
+			return nil, fault.Mark(err, fault.ErrIO)
+		}
+		m := &Model{b: b, opts: opts, weights: w, raw: raw, ws: model.NewWorkspace(b)}
+		if err := m.bind(ctx, lo); err != nil {
+			_ = raw.Close()
+			return nil, err
+		}
+		return m, nil
+	})
 }
 
 // ErrStacked is wrapped by the refusal of routed experts stacked along one

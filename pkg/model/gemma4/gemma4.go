@@ -106,16 +106,10 @@ func Load(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Ba
 	if err != nil {
 		return nil, err
 	}
-	w, err := model.OpenWeights(dir, cfg, b)
-	if err != nil {
-		return nil, err
-	}
-	m := &Model{b: b, opts: opts, weights: w, ws: model.NewWorkspace(b)}
-	if err := m.bind(ctx, lo); err != nil {
-		_ = w.Close()
-		return nil, err
-	}
-	return m, nil
+	return model.BindWeights(dir, cfg, b, func(w *model.Weights) (*Model, error) {
+		m := &Model{b: b, opts: opts, weights: w, ws: model.NewWorkspace(b)}
+		return m, m.bind(ctx, lo)
+	})
 }
 
 // prefixes are the known text-model prefixes and the untied head under
