@@ -273,10 +273,13 @@ func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
-	if err := s.checkModel(r.PathValue("id")); err != nil || r.PathValue("id") == "" {
-		if err == nil {
-			err = s.checkModel("\x00")
-		}
+	id := r.PathValue("id")
+	if id == "" {
+		writeError(w, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: "model", Code: "model_not_found",
+			Message: fmt.Sprintf("no model id in the path; this server serves %q", s.model.Name)})
+		return
+	}
+	if err := s.checkModel(id); err != nil {
 		writeError(w, asAPIError(err))
 		return
 	}
