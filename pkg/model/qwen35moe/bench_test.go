@@ -2,7 +2,6 @@ package qwen35moe_test
 
 import (
 	"math"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/kernels/cpu"
+	"github.com/maniac-ai/mach/pkg/benchharness"
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/modeltest"
 	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
@@ -51,8 +51,8 @@ func TestSyntheticCheckpoint(t *testing.T) {
 // one full attention) so it fits in memory. It reports, against the
 // machine's measured limits:
 //
-//   - copy: memory bandwidth (bytes copied per second by a parallel copy on
-//     all cores, each byte counted once, as the engine's benchmark does);
+//   - copy: memory bandwidth (benchharness.CopyBandwidth, as the engine's
+//     benchmark measures it);
 //   - decode: tokens/s, bytes moved per token (active weights, the f16 KV
 //     of the full-attention layers, and each Gated DeltaNet layer's f32
 //     recurrent state read and written), the bandwidth limit (bandwidth,
@@ -70,14 +70,7 @@ func TestSyntheticCheckpoint(t *testing.T) {
 // One untimed 512-token prefill runs first, so the figures are steady
 // state.
 func BenchmarkQwen36Shape(b *testing.B) {
-	layers := 4
-	if v := os.Getenv("MACH_BENCH_LAYERS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("MACH_BENCH_LAYERS=%q: want a positive number of layers", v)
-		}
-		layers = n
-	}
+	layers := benchharness.Layers(b, 4)
 	dir := b.TempDir()
 	shape := qwen35moetest.Qwen36_35B_A3B(layers)
 	weightBytes, err := qwen35moetest.Write(dir, shape, 1)
@@ -85,14 +78,8 @@ func BenchmarkQwen36Shape(b *testing.B) {
 		b.Fatal(err)
 	}
 	runtime.GC()
-	debug.FreeOSMemory()
-	bw := copyBandwidth()
-	runtime.GC()
-	debug.FreeOSMemory() // the copy buffers must not count as the engine's memory
-	b.Run("copy", func(b *testing.B) {
-		b.ReportMetric(bw/1e9, "GB/s")
-		b.ReportMetric(0, "ns/op")
-	})
+	debug.FreeOSMemory() // the writer's buffers are not the model's memory
+	benchharness.ReportCopy(b, benchharness.CopyBandwidth())
 
 	be := cpu.New(cpu.Options{})
 	defer be.Close()
@@ -120,10 +107,7 @@ func BenchmarkQwen36Shape(b *testing.B) {
 	var mu sync.Mutex
 	perToken, perTokenCPU := map[int]float64{}, map[int]float64{}
 
-	prompt := make([]int32, 4096)
-	for i := range prompt {
-		prompt[i] = int32((i*7919 + 13) % shape.Vocab)
-	}
+	prompt := benchharness.Prompt(4096, shape.Vocab)
 	// One untimed 512-token prefill maps the weight pages (a process pays
 	// those faults once, on its first prompt) and sizes the buffers, so the
 	// figures below are steady state.
@@ -155,9 +139,7 @@ func BenchmarkQwen36Shape(b *testing.B) {
 			b.Fatal(err)
 		}
 		n := 0
-		bwNow := copyBandwidth()
-		runtime.GC()
-		debug.FreeOSMemory()
+		bwNow := benchharness.CopyBandwidth()
 		cpu0, cpuOK := processCPU()
 		for b.Loop() {
 			if err := c.Truncate(ctxTokens); err != nil {
@@ -176,9 +158,7 @@ func BenchmarkQwen36Shape(b *testing.B) {
 		cpu1, cpuOK1 := processCPU()
 		// The machine may be shared: the mean of the bandwidth right before
 		// and after decoding compares figures taken under the same load.
-		bwNow = (bwNow + copyBandwidth()) / 2
-		runtime.GC()
-		debug.FreeOSMemory()
+		bwNow = (bwNow + benchharness.CopyBandwidth()) / 2
 		moved := float64(info.ActiveBytes) + float64(kvPerToken)*(ctxTokens+decodeTokens/2) + 2*float64(stateBytes)
 		limit := bwNow / moved
 		b.ReportMetric(tps, "tok/s")
@@ -242,31 +222,4 @@ func BenchmarkQwen36Shape(b *testing.B) {
 	})
 	b.Logf("%d layers (%d Gated DeltaNet, %d full attention), %.2f GB of weights, %d active bytes per token, backend %s, %d threads",
 		layers, linear, full, float64(weightBytes)/1e9, info.ActiveBytes, be.Name(), be.Threads())
-}
-
-// copyBandwidth copies a buffer much larger than the caches on every core
-// at once and returns bytes copied per second (the best of five passes).
-func copyBandwidth() float64 {
-	const size = 512 << 20
-	workers := runtime.GOMAXPROCS(0)
-	src := make([]byte, size)
-	dst := make([]byte, size)
-	for i := range src {
-		src[i] = byte(i)
-	}
-	copy(dst, src) // fault the pages in
-	chunk := size / workers
-	best := 0.0
-	for range 5 {
-		var wg sync.WaitGroup
-		start := time.Now()
-		for w := 0; w < workers; w++ {
-			wg.Go(func() { copy(dst[w*chunk:(w+1)*chunk], src[w*chunk:(w+1)*chunk]) })
-		}
-		wg.Wait()
-		best = max(best, float64(chunk*workers)/time.Since(start).Seconds())
-	}
-	runtime.KeepAlive(src)
-	runtime.KeepAlive(dst)
-	return best
 }
