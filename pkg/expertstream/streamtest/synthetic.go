@@ -9,15 +9,11 @@
 package streamtest
 
 import (
-	"bufio"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 
+	"github.com/maniac-ai/mach/pkg/model/synthetic"
 	"github.com/maniac-ai/mach/pkg/quant"
 	"github.com/maniac-ai/mach/pkg/safetensors"
 )
@@ -64,35 +60,13 @@ func (s Shape) ExpertBytes() int64 {
 // for the embedding and head) with an index into dir.
 func Write(dir string, s Shape, r Routing, seed uint64) error {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	weightMap := map[string]string{}
-	var shard []safetensors.WriteTensor
-	var total int64
-	flush := func(name string) error {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriterSize(f, 4<<20)
-		err = safetensors.Write(w, shard, map[string]string{"format": "mlx"})
-		if err == nil {
-			err = w.Flush()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		for _, t := range shard {
-			weightMap[t.Name] = name
-			total += int64(len(t.Data))
-		}
-		shard = nil
-		return err
-	}
+	c := synthetic.New(dir, map[string]string{"format": "mlx"})
 	// affine adds a random MLX affine weight whose values have standard
 	// deviation std.
 	affine := func(name string, out, in int, std float64) {
 		groups := in / s.Group
 		codes := make([]byte, out*in*s.Bits/8)
-		fill(rng, codes)
+		synthetic.Fill(rng, codes)
 		levels := float64(int(1)<<s.Bits - 1)
 		sc := std * math.Sqrt(12) / levels
 		scales := make([]float32, out*groups)
@@ -101,22 +75,16 @@ func Write(dir string, s Shape, r Routing, seed uint64) error {
 			scales[i] = float32(sc * (0.5 + rng.Float64()))
 			biases[i] = -scales[i] * float32(levels) / 2
 		}
-		shard = append(shard,
+		c.Add(
 			safetensors.WriteTensor{Name: name + ".weight", DType: safetensors.U32, Shape: []int64{int64(out), int64(in * s.Bits / 32)}, Data: codes},
 			safetensors.WriteTensor{Name: name + ".scales", DType: safetensors.BF16, Shape: []int64{int64(out), int64(groups)}, Data: quant.BF16Bytes(scales)},
 			safetensors.WriteTensor{Name: name + ".biases", DType: safetensors.BF16, Shape: []int64{int64(out), int64(groups)}, Data: quant.BF16Bytes(biases)},
 		)
 	}
 	plain := func(name string, shape []int64, v []float32) {
-		shard = append(shard, safetensors.WriteTensor{Name: name, DType: safetensors.BF16, Shape: shape, Data: quant.BF16Bytes(v)})
+		c.Add(safetensors.WriteTensor{Name: name, DType: safetensors.BF16, Shape: shape, Data: quant.BF16Bytes(v)})
 	}
-	ones := func(name string, n int) {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = 1
-		}
-		plain(name, []int64{int64(n)}, v)
-	}
+	ones := func(name string, n int) { c.Add(synthetic.Const(name, n, 1)) }
 
 	// Directions in the residual stream: dimension 0 carries a constant
 	// (the popularity bias), topic k a random unit vector.
@@ -181,7 +149,7 @@ func Write(dir string, s Shape, r Routing, seed uint64) error {
 			affine(q+"up_proj", s.Width, s.Hidden, 1/math.Sqrt(float64(s.Hidden)))
 			affine(q+"down_proj", s.Hidden, s.Width, 0.001/math.Sqrt(float64(s.Width)))
 		}
-		if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", l+1, s.Layers+1)); err != nil {
+		if err := c.Flush(synthetic.ShardName(l+1, s.Layers+1)); err != nil {
 			return err
 		}
 	}
@@ -198,14 +166,7 @@ func Write(dir string, s Shape, r Routing, seed uint64) error {
 	plain("model.embed_tokens.weight", []int64{int64(s.Vocab), int64(s.Hidden)}, emb)
 	affine("lm_head", s.Vocab, s.Hidden, 1/math.Sqrt(float64(s.Hidden)))
 	ones("model.norm.weight", s.Hidden)
-	if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", s.Layers+1, s.Layers+1)); err != nil {
-		return err
-	}
-	idx, err := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap})
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, safetensors.IndexName), idx, 0o644); err != nil {
+	if err := c.Flush(synthetic.ShardName(s.Layers+1, s.Layers+1)); err != nil {
 		return err
 	}
 	q := map[string]any{"group_size": s.Group, "bits": s.Bits, "mode": "affine"}
@@ -219,11 +180,8 @@ func Write(dir string, s Shape, r Routing, seed uint64) error {
 		"attention_bias": false, "hidden_act": "silu", "dtype": "bfloat16",
 		"quantization": q, "quantization_config": q,
 	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+	_, err := c.Finish(cfg)
+	return err
 }
 
 // The embedding's topic component has norm topicNorm and its noise
@@ -267,14 +225,4 @@ func unit(rng *rand.Rand, n int) []float32 {
 		v[i] *= inv
 	}
 	return v
-}
-
-func fill(rng *rand.Rand, b []byte) {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
-	}
-	for ; i < len(b); i++ {
-		b[i] = byte(rng.Uint32())
-	}
 }

@@ -7,15 +7,11 @@
 package gptosstest
 
 import (
-	"bufio"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 
+	"github.com/maniac-ai/mach/pkg/model/synthetic"
 	"github.com/maniac-ai/mach/pkg/quant"
 	"github.com/maniac-ai/mach/pkg/safetensors"
 )
@@ -54,31 +50,7 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		return 0, fmt.Errorf("gptosstest: hidden %d and width %d must be multiples of 32 (MXFP4 groups)", s.Hidden, s.Width)
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x055))
-	var total int64
-	weightMap := map[string]string{}
-	var shard []safetensors.WriteTensor
-	flush := func(name string) error {
-		for _, t := range shard {
-			weightMap[t.Name] = name
-			total += int64(len(t.Data))
-		}
-		// A plain write, not safetensors.WriteFile: benchmark data need no
-		// fsync, and skipping it keeps the build fast on slow disks.
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriterSize(f, 4<<20)
-		err = safetensors.Write(w, shard, nil)
-		if err == nil {
-			err = w.Flush()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		shard = nil
-		return err
-	}
+	c := synthetic.New(dir, nil)
 	// Random bf16 weights with std 1/√in come from pools tiled at random
 	// offsets: drawing every value would dominate the benchmark's setup.
 	pools := map[int][]byte{}
@@ -102,28 +74,27 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 			start := 2 * rng.IntN(len(pool)/2)
 			off += copy(data[off:], pool[start:])
 		}
-		shard = append(shard, safetensors.WriteTensor{Name: name, DType: safetensors.BF16, Shape: shape, Data: data})
+		c.Add(safetensors.WriteTensor{Name: name, DType: safetensors.BF16, Shape: shape, Data: data})
 	}
 	vector := func(name string, n int, mean, sd float64) {
 		v := make([]float32, n)
 		for i := range v {
 			v[i] = float32(mean + sd*rng.NormFloat64())
 		}
-		shard = append(shard, safetensors.WriteTensor{Name: name, DType: safetensors.BF16, Shape: []int64{int64(n)}, Data: quant.BF16Bytes(v)})
+		c.Add(safetensors.WriteTensor{Name: name, DType: safetensors.BF16, Shape: []int64{int64(n)}, Data: quant.BF16Bytes(v)})
 	}
 	// mxfp4 appends [E, out, in] experts as blocks and scales. Uniform
 	// E2M1 codes have std ≈ 2.93, so the scale 2^-7 gives weights of std
 	// ≈ 0.023 ≈ 1/√2880.
 	mxfp4 := func(name string, out, in int) {
 		blocks := make([]byte, s.Experts*out*in/2)
-		fill(rng, blocks)
+		synthetic.Fill(rng, blocks)
 		scales := make([]byte, s.Experts*out*in/32)
 		for i := range scales {
 			scales[i] = byte(119 + rng.IntN(3))
 		}
 		e, o, g := int64(s.Experts), int64(out), int64(in/32)
-		shard = append(shard,
-			safetensors.WriteTensor{Name: name + "_blocks", DType: safetensors.U8, Shape: []int64{e, o, g, 16}, Data: blocks},
+		c.Add(safetensors.WriteTensor{Name: name + "_blocks", DType: safetensors.U8, Shape: []int64{e, o, g, 16}, Data: blocks},
 			safetensors.WriteTensor{Name: name + "_scales", DType: safetensors.U8, Shape: []int64{e, o, g}, Data: scales})
 	}
 	qd, kd := s.Heads*s.HeadDim, s.KVHeads*s.HeadDim
@@ -151,21 +122,14 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		mxfp4(p+"mlp.experts.down_proj", s.Hidden, s.Width)
 		bf16(p+"mlp.experts.gate_up_proj_bias", []int64{int64(s.Experts), int64(2 * s.Width)}, 2500)
 		bf16(p+"mlp.experts.down_proj_bias", []int64{int64(s.Experts), int64(s.Hidden)}, 2500)
-		if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", l+1, s.Layers+1)); err != nil {
+		if err := c.Flush(synthetic.ShardName(l+1, s.Layers+1)); err != nil {
 			return 0, err
 		}
 	}
 	bf16("model.embed_tokens.weight", []int64{int64(s.Vocab), int64(s.Hidden)}, 1) // embeddings of std 1
 	bf16("lm_head.weight", []int64{int64(s.Vocab), int64(s.Hidden)}, s.Hidden)
 	vector("model.norm.weight", s.Hidden, 1, 0)
-	if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", s.Layers+1, s.Layers+1)); err != nil {
-		return 0, err
-	}
-	idx, err := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap})
-	if err != nil {
-		return 0, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, safetensors.IndexName), idx, 0o644); err != nil {
+	if err := c.Flush(synthetic.ShardName(s.Layers+1, s.Layers+1)); err != nil {
 		return 0, err
 	}
 	cfg := map[string]any{
@@ -181,19 +145,5 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		"quantization_config": map[string]any{"quant_method": "mxfp4",
 			"modules_to_not_convert": []string{"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"}},
 	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return 0, err
-	}
-	return total, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-}
-
-func fill(rng *rand.Rand, b []byte) {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
-	}
-	for ; i < len(b); i++ {
-		b[i] = byte(rng.Uint32())
-	}
+	return c.Finish(cfg)
 }

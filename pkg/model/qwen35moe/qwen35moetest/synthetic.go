@@ -7,15 +7,12 @@
 package qwen35moetest
 
 import (
-	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 
+	"github.com/maniac-ai/mach/pkg/model/synthetic"
 	"github.com/maniac-ai/mach/pkg/quant"
 	"github.com/maniac-ai/mach/pkg/safetensors"
 )
@@ -58,58 +55,11 @@ func (s Shape) ConvDim() int {
 // total tensor bytes.
 func Write(dir string, s Shape, seed uint64) (int64, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x35))
-	var total int64
-	weightMap := map[string]string{}
-	var shard []safetensors.WriteTensor
-	flush := func(name string) error {
-		for _, t := range shard {
-			weightMap[t.Name] = name
-			total += int64(len(t.Data))
-		}
-		// A plain write, not safetensors.WriteFile: benchmark data need no
-		// fsync.
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriterSize(f, 4<<20)
-		err = safetensors.Write(w, shard, map[string]string{"format": "mlx"})
-		if err == nil {
-			err = w.Flush()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		shard = nil
-		return err
-	}
-	// linear appends a quantized [lead..., out, in] weight whose values are
+	c := synthetic.New(dir, map[string]string{"format": "mlx"})
+	// linear adds a quantized [lead..., out, in] weight whose values are
 	// zero-mean with std ≈ 1/√in.
 	linear := func(name string, lead, out, in, bits int) {
-		rows := lead * out
-		groups := in / s.Group
-		codes := make([]byte, rows*in*bits/8)
-		fill(rng, codes)
-		levels := float32(int(1)<<bits - 1)
-		sc := float32(math.Sqrt(12) / (float64(levels) * math.Sqrt(float64(in))))
-		scales := make([]float32, rows*groups)
-		biases := make([]float32, rows*groups)
-		for i := range scales {
-			v := sc * (0.5 + rng.Float32())
-			scales[i] = v
-			biases[i] = -v * levels / 2
-		}
-		shape := func(last int) []int64 {
-			if lead == 1 {
-				return []int64{int64(out), int64(last)}
-			}
-			return []int64{int64(lead), int64(out), int64(last)}
-		}
-		shard = append(shard,
-			safetensors.WriteTensor{Name: name + ".weight", DType: safetensors.U32, Shape: shape(in * bits / 32), Data: codes},
-			safetensors.WriteTensor{Name: name + ".scales", DType: safetensors.BF16, Shape: shape(groups), Data: quant.BF16Bytes(scales)},
-			safetensors.WriteTensor{Name: name + ".biases", DType: safetensors.BF16, Shape: shape(groups), Data: quant.BF16Bytes(biases)},
-		)
+		c.Add(synthetic.Affine(rng, name, lead, out, in, bits, s.Group)...)
 	}
 	vec := func(name string, dt safetensors.DType, shape []int64, f func(i int) float32) {
 		n := 1
@@ -129,7 +79,7 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		} else {
 			data = quant.BF16Bytes(v)
 		}
-		shard = append(shard, safetensors.WriteTensor{Name: name, DType: dt, Shape: shape, Data: data})
+		c.Add(safetensors.WriteTensor{Name: name, DType: dt, Shape: shape, Data: data})
 	}
 	one := func(int) float32 { return 1 }
 	overrides := map[string]any{}
@@ -171,21 +121,14 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		linear(p+"mlp.switch_mlp.gate_proj", s.Experts, s.Width, s.Hidden, s.Bits)
 		linear(p+"mlp.switch_mlp.up_proj", s.Experts, s.Width, s.Hidden, s.Bits)
 		linear(p+"mlp.switch_mlp.down_proj", s.Experts, s.Hidden, s.Width, s.Bits)
-		if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", l+1, s.Layers+1)); err != nil {
+		if err := c.Flush(synthetic.ShardName(l+1, s.Layers+1)); err != nil {
 			return 0, err
 		}
 	}
 	linear(pre+"embed_tokens", 1, s.Vocab, s.Hidden, s.Bits)
 	linear("language_model.lm_head", 1, s.Vocab, s.Hidden, s.Bits)
 	vec(pre+"norm.weight", safetensors.BF16, []int64{int64(s.Hidden)}, one)
-	if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", s.Layers+1, s.Layers+1)); err != nil {
-		return 0, err
-	}
-	idx, err := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap})
-	if err != nil {
-		return 0, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, safetensors.IndexName), idx, 0o644); err != nil {
+	if err := c.Flush(synthetic.ShardName(s.Layers+1, s.Layers+1)); err != nil {
 		return 0, err
 	}
 	q := map[string]any{"group_size": s.Group, "bits": s.Bits, "mode": "affine"}
@@ -217,19 +160,5 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		"architectures": []string{"Qwen3_5MoeForConditionalGeneration"}, "model_type": "qwen3_5_moe",
 		"text_config": text, "tie_word_embeddings": false, "quantization": q, "quantization_config": q,
 	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return 0, err
-	}
-	return total, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-}
-
-func fill(rng *rand.Rand, b []byte) {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
-	}
-	for ; i < len(b); i++ {
-		b[i] = byte(rng.Uint32())
-	}
+	return c.Finish(cfg)
 }

@@ -5,17 +5,10 @@
 package qwen3moetest
 
 import (
-	"bufio"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 
-	"github.com/maniac-ai/mach/pkg/quant"
-	"github.com/maniac-ai/mach/pkg/safetensors"
+	"github.com/maniac-ai/mach/pkg/model/synthetic"
 )
 
 // Shape is a qwen3_moe geometry with its quantization.
@@ -41,67 +34,12 @@ func Qwen3_30B_A3B(layers int) Shape {
 // generation always runs to its token budget.
 func Write(dir string, s Shape, seed uint64) (int64, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x517))
-	var total int64
-	weightMap := map[string]string{}
-	var shard []safetensors.WriteTensor
-	flush := func(name string) error {
-		for _, t := range shard {
-			weightMap[t.Name] = name
-			total += int64(len(t.Data))
-		}
-		// A plain write, not safetensors.WriteFile: benchmark data need no
-		// fsync, and skipping it keeps the build fast on slow disks.
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriterSize(f, 4<<20)
-		err = safetensors.Write(w, shard, map[string]string{"format": "mlx"})
-		if err == nil {
-			err = w.Flush()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		shard = nil
-		return err
-	}
-	// linear appends a quantized [lead..., out, in] weight.
+	c := synthetic.New(dir, map[string]string{"format": "mlx"})
+	// linear adds a quantized [lead..., out, in] weight.
 	linear := func(name string, lead, out, in, bits int) {
-		rows := lead * out
-		groups := in / s.Group
-		codes := make([]byte, rows*in*bits/8)
-		fill(rng, codes)
-		// Scale so weights are zero-mean with std ≈ 1/√in.
-		levels := float32(int(1)<<bits - 1)
-		// Uniform codes have std levels/√12.
-		sc := float32(math.Sqrt(12) / (float64(levels) * math.Sqrt(float64(in))))
-		scales := make([]float32, rows*groups)
-		biases := make([]float32, rows*groups)
-		for i := range scales {
-			s := sc * (0.5 + rng.Float32())
-			scales[i] = s
-			biases[i] = -s * levels / 2
-		}
-		shape := func(last int) []int64 {
-			if lead == 1 {
-				return []int64{int64(out), int64(last)}
-			}
-			return []int64{int64(lead), int64(out), int64(last)}
-		}
-		shard = append(shard,
-			safetensors.WriteTensor{Name: name + ".weight", DType: safetensors.U32, Shape: shape(in * bits / 32), Data: codes},
-			safetensors.WriteTensor{Name: name + ".scales", DType: safetensors.BF16, Shape: shape(groups), Data: quant.BF16Bytes(scales)},
-			safetensors.WriteTensor{Name: name + ".biases", DType: safetensors.BF16, Shape: shape(groups), Data: quant.BF16Bytes(biases)},
-		)
+		c.Add(synthetic.Affine(rng, name, lead, out, in, bits, s.Group)...)
 	}
-	ones := func(name string, n int) {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = 1
-		}
-		shard = append(shard, safetensors.WriteTensor{Name: name, DType: safetensors.BF16, Shape: []int64{int64(n)}, Data: quant.BF16Bytes(v)})
-	}
+	ones := func(name string, n int) { c.Add(synthetic.Const(name, n, 1)) }
 	overrides := map[string]any{}
 	for l := 0; l < s.Layers; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
@@ -118,21 +56,14 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		linear(p+"mlp.switch_mlp.gate_proj", s.Experts, s.Width, s.Hidden, s.Bits)
 		linear(p+"mlp.switch_mlp.up_proj", s.Experts, s.Width, s.Hidden, s.Bits)
 		linear(p+"mlp.switch_mlp.down_proj", s.Experts, s.Hidden, s.Width, s.Bits)
-		if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", l+1, s.Layers+1)); err != nil {
+		if err := c.Flush(synthetic.ShardName(l+1, s.Layers+1)); err != nil {
 			return 0, err
 		}
 	}
 	linear("model.embed_tokens", 1, s.Vocab, s.Hidden, s.Bits)
 	linear("lm_head", 1, s.Vocab, s.Hidden, s.Bits)
 	ones("model.norm.weight", s.Hidden)
-	if err := flush(fmt.Sprintf("model-%05d-of-%05d.safetensors", s.Layers+1, s.Layers+1)); err != nil {
-		return 0, err
-	}
-	idx, err := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap})
-	if err != nil {
-		return 0, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, safetensors.IndexName), idx, 0o644); err != nil {
+	if err := c.Flush(synthetic.ShardName(s.Layers+1, s.Layers+1)); err != nil {
 		return 0, err
 	}
 	q := map[string]any{"group_size": s.Group, "bits": s.Bits, "mode": "affine"}
@@ -149,19 +80,5 @@ func Write(dir string, s Shape, seed uint64) (int64, error) {
 		"attention_bias": false, "hidden_act": "silu",
 		"quantization": q, "quantization_config": q,
 	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return 0, err
-	}
-	return total, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-}
-
-func fill(rng *rand.Rand, b []byte) {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
-	}
-	for ; i < len(b); i++ {
-		b[i] = byte(rng.Uint32())
-	}
+	return c.Finish(cfg)
 }
