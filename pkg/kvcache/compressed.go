@@ -2,7 +2,6 @@ package kvcache
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/kvcache/kvsize"
@@ -76,15 +75,12 @@ type Compressed struct {
 	base int
 	kpos []int32
 
-	len   int
-	snaps map[int]*compSnap
-	want  []int
-	free  []*compSnap
+	len  int
+	snap snapshots[*compSnap]
 
-	pending  int
-	inStep   bool
-	stepBufs []*compSnap
-	steps    []CompressedStep
+	pending int
+	inStep  bool
+	steps   []CompressedStep
 }
 
 type compLayer struct {
@@ -129,7 +125,7 @@ func NewCompressed(b kernels.Backend, spec CompressedSpec) (*Compressed, error) 
 	default:
 		return nil, fmt.Errorf("kvcache: storage type %s", spec.DType)
 	}
-	c := &Compressed{b: b, spec: spec, snaps: map[int]*compSnap{}}
+	c := &Compressed{b: b, spec: spec, snap: newSnapshots[*compSnap]()}
 	for i, l := range spec.Layers {
 		if l.HeadDim <= 0 || l.Window <= 0 || l.Ratio < 0 || l.IndexDim < 0 || (l.IndexDim > 0 && l.Ratio == 0) {
 			return nil, fmt.Errorf("kvcache: compressed layer %d: head dim %d, window %d, ratio %d, index dim %d", i, l.HeadDim, l.Window, l.Ratio, l.IndexDim)
@@ -171,19 +167,10 @@ func (c *Compressed) Bytes() int {
 		}
 		n += 4 * cap(l.index)
 	}
-	for _, s := range c.allSnaps() {
+	for _, s := range c.snap.all() {
 		n += c.snapBytes(s)
 	}
 	return n
-}
-
-func (c *Compressed) allSnaps() []*compSnap {
-	out := slices.Clone(c.free)
-	out = append(out, c.stepBufs...)
-	for _, s := range c.snaps {
-		out = append(out, s)
-	}
-	return out
 }
 
 func (c *Compressed) snapBytes(s *compSnap) int {
@@ -205,28 +192,16 @@ func (c *Compressed) WindowRows() int { return c.size }
 
 // Begin implements Cache.
 func (c *Compressed) Begin(n int) error {
-	if c.layers == nil {
-		return fmt.Errorf("kvcache: use after Release")
-	}
-	if n <= 0 {
-		return fmt.Errorf("kvcache: step of %d tokens", n)
-	}
-	if c.len+n > c.spec.Capacity {
-		return fmt.Errorf("%w: %d tokens + %d new exceed the capacity of %d", ErrCacheFull, c.len, n, c.spec.Capacity)
+	if err := checkBegin(c.layers == nil, c.len, n, c.spec.Capacity); err != nil {
+		return err
 	}
 	c.abort()
 	if err := c.room(n); err != nil {
 		return err
 	}
-	for _, p := range c.want {
-		if p > c.len && p <= c.len+n {
-			s, err := c.newSnap()
-			if err != nil {
-				c.abort()
-				return err
-			}
-			c.stepBufs = append(c.stepBufs, s)
-		}
+	if err := c.snap.reserve(c.len, c.len+n, c.newSnap); err != nil {
+		c.abort()
+		return err
 	}
 	for i := range c.steps {
 		c.steps[i] = CompressedStep{c: c, layer: i}
@@ -458,24 +433,12 @@ func (c *Compressed) Commit() {
 		return
 	}
 	c.len += c.pending
-	var taken []int
-	for _, p := range c.want {
-		if p > c.len-c.pending && p <= c.len {
-			s := c.stepBufs[len(taken)]
-			c.copyOut(s, p)
-			c.keepSnap(p, s)
-			taken = append(taken, p)
-		}
-	}
-	c.want = slices.DeleteFunc(c.want, func(x int) bool { return slices.Contains(taken, x) })
-	c.free = append(c.free, c.stepBufs[len(taken):]...)
-	c.stepBufs = c.stepBufs[:0]
+	c.snap.take(c.len-c.pending, c.len, c.copyOut)
 	c.pending, c.inStep = 0, false
 }
 
 func (c *Compressed) abort() {
-	c.free = append(c.free, c.stepBufs...)
-	c.stepBufs = c.stepBufs[:0]
+	c.snap.unreserve()
 	c.pending, c.inStep = 0, false
 }
 
@@ -506,7 +469,7 @@ func (c *Compressed) Truncate(n int) error {
 	if n == c.len {
 		return nil
 	}
-	switch s, ok := c.snaps[n]; {
+	switch s, ok := c.snap.at[n]; {
 	case n == 0:
 		c.base = 0
 		for _, l := range c.layers {
@@ -538,12 +501,7 @@ func (c *Compressed) Truncate(n int) error {
 	for j := range c.kpos {
 		c.kpos[j] = int32(c.base + j)
 	}
-	for p := range c.snaps {
-		if p > n {
-			c.DropSnapshot(p)
-		}
-	}
-	c.want = slices.DeleteFunc(c.want, func(x int) bool { return x > n })
+	c.snap.dropAfter(n)
 	c.len = n
 	return c.b.Sync()
 }
@@ -583,19 +541,8 @@ func (c *Compressed) copyIn(s *compSnap, p int) {
 	c.base = p - s.rows
 }
 
-func (c *Compressed) keepSnap(p int, s *compSnap) {
-	if old, ok := c.snaps[p]; ok {
-		c.free = append(c.free, old)
-	}
-	c.snaps[p] = s
-}
-
+// newSnap allocates snapshot buffers.
 func (c *Compressed) newSnap() (*compSnap, error) {
-	if n := len(c.free); n > 0 {
-		s := c.free[n-1]
-		c.free = c.free[:n-1]
-		return s, nil
-	}
 	s := &compSnap{win: make([]kernels.Tensor, len(c.layers)), raw: make([][2][]float32, len(c.layers)), rawB: make([][2]int, len(c.layers))}
 	if c.keep > 0 {
 		for i, l := range c.layers {
@@ -617,43 +564,22 @@ func (c *Compressed) SnapshotAt(pos int) error {
 		return fmt.Errorf("kvcache: snapshot at %d: outside [%d, %d] (the sequence holds %d tokens)", pos, c.len, c.spec.Capacity, c.len)
 	}
 	if pos == c.len {
-		s, err := c.newSnap()
+		s, err := c.snap.get(c.newSnap)
 		if err != nil {
 			return err
 		}
 		c.copyOut(s, pos)
-		c.keepSnap(pos, s)
+		c.snap.keep(pos, s)
 		return c.b.Sync()
 	}
-	if _, ok := c.snaps[pos]; ok || slices.Contains(c.want, pos) {
-		return nil
-	}
-	if c.inStep && pos <= c.len+c.pending {
-		return fmt.Errorf("kvcache: snapshot at %d requested during the step that reaches it", pos)
-	}
-	c.want = append(c.want, pos)
-	slices.Sort(c.want)
-	return nil
+	return c.snap.request(pos, c.len, c.pending, c.inStep)
 }
 
 // Snapshots implements Snapshotter.
-func (c *Compressed) Snapshots() []int {
-	out := make([]int, 0, len(c.snaps))
-	for p := range c.snaps {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
+func (c *Compressed) Snapshots() []int { return c.snap.positions() }
 
 // DropSnapshot implements Snapshotter; it also cancels a pending request.
-func (c *Compressed) DropSnapshot(pos int) {
-	if s, ok := c.snaps[pos]; ok {
-		delete(c.snaps, pos)
-		c.free = append(c.free, s)
-	}
-	c.want = slices.DeleteFunc(c.want, func(x int) bool { return x == pos })
-}
+func (c *Compressed) DropSnapshot(pos int) { c.snap.drop(pos) }
 
 // Restorable implements Snapshotter.
 func (c *Compressed) Restorable(n int) int {
@@ -666,19 +592,13 @@ func (c *Compressed) Restorable(n int) int {
 	if c.exact(n) {
 		return n
 	}
-	best := 0
-	for p := range c.snaps {
-		if p <= n && p > best {
-			best = p
-		}
-	}
-	return best
+	return c.snap.latest(n)
 }
 
 // Release implements Cache.
 func (c *Compressed) Release() {
 	c.layers, c.steps = nil, nil
 	c.kpos = nil
-	c.snaps, c.free, c.stepBufs, c.want = nil, nil, nil, nil
+	c.snap = snapshots[*compSnap]{}
 	c.size, c.base, c.len, c.pending, c.inStep = 0, 0, 0, 0, false
 }

@@ -3,7 +3,6 @@ package kvcache
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/maniac-ai/mach/kernels"
 )
@@ -99,17 +98,14 @@ type Hybrid struct {
 	linear []*linearState
 
 	// cache metadata
-	len   int
-	snaps map[int]*snapshot // position → state as of that position
-	want  []int             // requested positions not reached yet, ascending
-	free  []*snapshot       // snapshot buffers to reuse
+	len  int
+	snap snapshots[*snapshot] // position → state as of that position
 
-	// current step
-	pending   int
-	inStep    bool
-	stepSnaps []int // positions requested inside the step, ascending
-	stepBufs  []*snapshot
-	touched   []bool
+	// current step; snap.step holds the snapshot buffers the step fills,
+	// for the positions snap.stepAt inside it
+	pending int
+	inStep  bool
+	touched []bool
 }
 
 // linearState is one linear layer's two copies of its state.
@@ -136,7 +132,7 @@ func NewHybrid(b kernels.Backend, spec HybridSpec) (*Hybrid, error) {
 		return nil, fmt.Errorf("kvcache: capacity %d for %d layers", spec.Capacity, len(spec.Layers))
 	}
 	h := &Hybrid{b: b, spec: spec, kvIdx: make([]int, len(spec.Layers)), linear: make([]*linearState, len(spec.Layers)),
-		snaps: map[int]*snapshot{}, touched: make([]bool, len(spec.Layers))}
+		snap: newSnapshots[*snapshot](), touched: make([]bool, len(spec.Layers))}
 	var kvLayers []LayerShape
 	for i, l := range spec.Layers {
 		h.kvIdx[i] = -1
@@ -214,7 +210,7 @@ func (h *Hybrid) Capacity() int { return h.spec.Capacity }
 // Bytes returns the memory the cache holds now: keys and values, both
 // copies of the linear state, and the snapshots (kept and spare).
 func (h *Hybrid) Bytes() int {
-	n := (2 + len(h.snaps) + len(h.free) + len(h.stepBufs)) * h.spec.LinearBytes()
+	n := (2 + h.snap.count()) * h.spec.LinearBytes()
 	if h.kv != nil {
 		n += h.kv.Bytes()
 	}
@@ -223,31 +219,17 @@ func (h *Hybrid) Bytes() int {
 
 // Begin implements Cache.
 func (h *Hybrid) Begin(n int) error {
-	if h.linear == nil {
-		return fmt.Errorf("kvcache: use after Release")
-	}
-	if n <= 0 {
-		return fmt.Errorf("kvcache: step of %d tokens", n)
-	}
-	if h.len+n > h.spec.Capacity {
-		return fmt.Errorf("%w: %d tokens + %d new exceed the capacity of %d", ErrCacheFull, h.len, n, h.spec.Capacity)
+	if err := checkBegin(h.linear == nil, h.len, n, h.spec.Capacity); err != nil {
+		return err
 	}
 	if h.kv != nil {
 		if err := h.kv.Begin(n); err != nil {
 			return err
 		}
 	}
-	h.stepSnaps = h.stepSnaps[:0]
-	for _, p := range h.want {
-		if p > h.len && p <= h.len+n {
-			s, err := h.newSnapshot()
-			if err != nil {
-				h.abort()
-				return err
-			}
-			h.stepSnaps = append(h.stepSnaps, p)
-			h.stepBufs = append(h.stepBufs, s)
-		}
+	if err := h.snap.reserve(h.len, h.len+n, h.newSnapshot); err != nil {
+		h.abort()
+		return err
 	}
 	clear(h.touched)
 	h.pending, h.inStep = n, true
@@ -273,10 +255,10 @@ func (h *Hybrid) LinearState(layer int) (LinearView, error) {
 	ls := h.linear[layer]
 	h.touched[layer] = true
 	v := LinearView{Conv: ls.conv[ls.cur], State: ls.state[ls.cur], NewConv: ls.conv[1-ls.cur], NewState: ls.state[1-ls.cur]}
-	for i, p := range h.stepSnaps {
+	for i, p := range h.snap.stepAt {
 		v.Cuts = append(v.Cuts, p-h.len)
-		v.SnapConv = append(v.SnapConv, h.stepBufs[i].conv[layer])
-		v.SnapState = append(v.SnapState, h.stepBufs[i].state[layer])
+		v.SnapConv = append(v.SnapConv, h.snap.step[i].conv[layer])
+		v.SnapState = append(v.SnapState, h.snap.step[i].state[layer])
 	}
 	return v, nil
 }
@@ -295,16 +277,12 @@ func (h *Hybrid) Commit() {
 			ls.cur = 1 - ls.cur
 			continue
 		}
-		for _, s := range h.stepBufs {
+		for _, s := range h.snap.step {
 			h.b.Copy(s.conv[i], ls.conv[ls.cur])
 			h.b.Copy(s.state[i], ls.state[ls.cur])
 		}
 	}
-	for i, p := range h.stepSnaps {
-		h.keep(p, h.stepBufs[i])
-		h.want = slices.DeleteFunc(h.want, func(x int) bool { return x == p })
-	}
-	h.stepSnaps, h.stepBufs = h.stepSnaps[:0], h.stepBufs[:0]
+	h.snap.keepReserved()
 	if h.kv != nil {
 		h.kv.Commit()
 	}
@@ -314,20 +292,11 @@ func (h *Hybrid) Commit() {
 
 // abort drops the step in progress.
 func (h *Hybrid) abort() {
-	h.free = append(h.free, h.stepBufs...)
-	h.stepSnaps, h.stepBufs = h.stepSnaps[:0], h.stepBufs[:0]
+	h.snap.unreserve()
 	if h.kv != nil {
 		_ = h.kv.Truncate(h.kv.Len())
 	}
 	h.pending, h.inStep = 0, false
-}
-
-// keep stores s as the snapshot at p, recycling one already there.
-func (h *Hybrid) keep(p int, s *snapshot) {
-	if old, ok := h.snaps[p]; ok {
-		h.free = append(h.free, old)
-	}
-	h.snaps[p] = s
 }
 
 // Truncate implements Cache. Cutting back to n < Len() restores the
@@ -342,7 +311,7 @@ func (h *Hybrid) Truncate(n int) error {
 	if n == h.len {
 		return nil
 	}
-	s, ok := h.snaps[n]
+	s, ok := h.snap.at[n]
 	if !ok && n != 0 {
 		return fmt.Errorf("kvcache: truncate to %d tokens: %w (snapshots at %v; request one with SnapshotAt before the step that reaches it)",
 			n, ErrNoSnapshot, h.Snapshots())
@@ -362,12 +331,7 @@ func (h *Hybrid) Truncate(n int) error {
 			return err
 		}
 	}
-	for p := range h.snaps {
-		if p > n {
-			h.DropSnapshot(p)
-		}
-	}
-	h.want = slices.DeleteFunc(h.want, func(x int) bool { return x > n })
+	h.snap.dropAfter(n)
 	h.len = n
 	return h.b.Sync()
 }
@@ -381,7 +345,7 @@ func (h *Hybrid) SnapshotAt(pos int) error {
 		return fmt.Errorf("kvcache: snapshot at %d: outside [%d, %d] (the sequence holds %d tokens)", pos, h.len, h.spec.Capacity, h.len)
 	}
 	if pos == h.len { // the state before any step in progress
-		s, err := h.newSnapshot()
+		s, err := h.snap.get(h.newSnapshot)
 		if err != nil {
 			return err
 		}
@@ -391,60 +355,28 @@ func (h *Hybrid) SnapshotAt(pos int) error {
 				h.b.Copy(s.state[i], ls.state[ls.cur])
 			}
 		}
-		h.keep(pos, s)
+		h.snap.keep(pos, s)
 		return h.b.Sync()
 	}
-	if _, ok := h.snaps[pos]; ok || slices.Contains(h.want, pos) {
-		return nil
-	}
-	if h.inStep && pos <= h.len+h.pending {
-		return fmt.Errorf("kvcache: snapshot at %d requested during the step that reaches it", pos)
-	}
-	h.want = append(h.want, pos)
-	slices.Sort(h.want)
-	return nil
+	return h.snap.request(pos, h.len, h.pending, h.inStep)
 }
 
 // Snapshots implements Snapshotter.
-func (h *Hybrid) Snapshots() []int {
-	out := make([]int, 0, len(h.snaps))
-	for p := range h.snaps {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
+func (h *Hybrid) Snapshots() []int { return h.snap.positions() }
 
 // DropSnapshot implements Snapshotter; it also cancels a pending request.
-func (h *Hybrid) DropSnapshot(pos int) {
-	if s, ok := h.snaps[pos]; ok {
-		delete(h.snaps, pos)
-		h.free = append(h.free, s)
-	}
-	h.want = slices.DeleteFunc(h.want, func(x int) bool { return x == pos })
-}
+func (h *Hybrid) DropSnapshot(pos int) { h.snap.drop(pos) }
 
 // Restorable implements Snapshotter.
 func (h *Hybrid) Restorable(n int) int {
 	if n >= h.len {
 		return h.len
 	}
-	best := 0
-	for p := range h.snaps {
-		if p <= n && p > best {
-			best = p
-		}
-	}
-	return best
+	return h.snap.latest(n)
 }
 
-// newSnapshot returns spare snapshot buffers or allocates new ones.
+// newSnapshot allocates snapshot buffers.
 func (h *Hybrid) newSnapshot() (*snapshot, error) {
-	if n := len(h.free); n > 0 {
-		s := h.free[n-1]
-		h.free = h.free[:n-1]
-		return s, nil
-	}
 	s := &snapshot{conv: make([]kernels.Tensor, len(h.linear)), state: make([]kernels.Tensor, len(h.linear))}
 	for i, ls := range h.linear {
 		if ls == nil {
@@ -466,6 +398,6 @@ func (h *Hybrid) Release() {
 	if h.kv != nil {
 		h.kv.Release()
 	}
-	h.linear, h.snaps, h.free, h.stepBufs, h.want = nil, nil, nil, nil, nil
+	h.linear, h.snap = nil, snapshots[*snapshot]{}
 	h.len, h.pending, h.inStep = 0, 0, false
 }

@@ -17,6 +17,7 @@ package kvcache
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/maniac-ai/mach/kernels"
 )
@@ -56,4 +57,20 @@ type View struct {
 // LayerShape is the key and value width (heads × head dim) of one layer.
 type LayerShape struct {
 	K, V int
+}
+
+// checkBegin makes the checks every cache's Begin starts with: the cache
+// is not released, the step has tokens, and the held tokens and the step's
+// fit the capacity (else ErrCacheFull).
+func checkBegin(released bool, held, n, capacity int) error {
+	if released {
+		return fmt.Errorf("kvcache: use after Release")
+	}
+	if n <= 0 {
+		return fmt.Errorf("kvcache: step of %d tokens", n)
+	}
+	if held+n > capacity {
+		return fmt.Errorf("%w: %d tokens + %d new exceed the capacity of %d", ErrCacheFull, held, n, capacity)
+	}
+	return nil
 }

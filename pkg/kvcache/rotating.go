@@ -2,7 +2,6 @@ package kvcache
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/maniac-ai/mach/kernels"
 )
@@ -97,15 +96,12 @@ type Rotating struct {
 	kpos   []int32 // kpos[j] = base + j
 
 	// cache metadata
-	len   int
-	snaps map[int]*window // position → sliding rows as of that position
-	want  []int           // requested positions not reached yet, ascending
-	free  []*window
+	len  int
+	snap snapshots[*window] // position → sliding rows as of that position
 
 	// current step
-	pending  int
-	inStep   bool
-	stepBufs []*window // snapshot buffers reserved for positions in the step
+	pending int
+	inStep  bool
 }
 
 // window is a copy of every sliding layer's last keep rows as of a
@@ -131,7 +127,7 @@ func NewRotating(b kernels.Backend, spec RotatingSpec) (*Rotating, error) {
 		return nil, fmt.Errorf("kvcache: storage type %s", spec.DType)
 	}
 	r := &Rotating{b: b, spec: spec, keep: spec.keep(), fullIdx: make([]int, len(spec.Layers)),
-		sk: make([]kernels.Tensor, len(spec.Layers)), sv: make([]kernels.Tensor, len(spec.Layers)), snaps: map[int]*window{}}
+		sk: make([]kernels.Tensor, len(spec.Layers)), sv: make([]kernels.Tensor, len(spec.Layers)), snap: newSnapshots[*window]()}
 	var fullLayers []LayerShape
 	for i, l := range spec.Layers {
 		if l.KV.K <= 0 || l.KV.V <= 0 || l.Window < 0 {
@@ -171,7 +167,7 @@ func (r *Rotating) Bytes() int {
 		n += r.full.Bytes()
 	}
 	per := r.keep * r.spec.SlidingBytesPerRow()
-	n += (len(r.snaps) + len(r.free) + len(r.stepBufs)) * per
+	n += r.snap.count() * per
 	return n
 }
 
@@ -181,28 +177,16 @@ func (r *Rotating) WindowRows() int { return r.size }
 
 // Begin implements Cache.
 func (r *Rotating) Begin(n int) error {
-	if r.sk == nil {
-		return fmt.Errorf("kvcache: use after Release")
-	}
-	if n <= 0 {
-		return fmt.Errorf("kvcache: step of %d tokens", n)
-	}
-	if r.len+n > r.spec.Capacity {
-		return fmt.Errorf("%w: %d tokens + %d new exceed the capacity of %d", ErrCacheFull, r.len, n, r.spec.Capacity)
+	if err := checkBegin(r.sk == nil, r.len, n, r.spec.Capacity); err != nil {
+		return err
 	}
 	r.abort()
 	if err := r.room(n); err != nil {
 		return err
 	}
-	for _, p := range r.want {
-		if p > r.len && p <= r.len+n {
-			w, err := r.newWindow()
-			if err != nil {
-				r.abort()
-				return err
-			}
-			r.stepBufs = append(r.stepBufs, w)
-		}
+	if err := r.snap.reserve(r.len, r.len+n, r.newWindow); err != nil {
+		r.abort()
+		return err
 	}
 	if r.full != nil {
 		if err := r.full.Begin(n); err != nil {
@@ -323,25 +307,13 @@ func (r *Rotating) Commit() {
 		r.full.Commit()
 	}
 	r.len += r.pending
-	var taken []int
-	for _, p := range r.want {
-		if p > r.len-r.pending && p <= r.len {
-			w := r.stepBufs[len(taken)]
-			r.copyOut(w, p)
-			r.keepSnap(p, w)
-			taken = append(taken, p)
-		}
-	}
-	r.want = slices.DeleteFunc(r.want, func(x int) bool { return slices.Contains(taken, x) })
-	r.free = append(r.free, r.stepBufs[len(taken):]...) // requests dropped during the step
-	r.stepBufs = r.stepBufs[:0]
+	r.snap.take(r.len-r.pending, r.len, r.copyOut)
 	r.pending, r.inStep = 0, false
 }
 
 // abort drops the step in progress (its rows past Len are ignored).
 func (r *Rotating) abort() {
-	r.free = append(r.free, r.stepBufs...)
-	r.stepBufs = r.stepBufs[:0]
+	r.snap.unreserve()
 	if r.full != nil && r.inStep {
 		_ = r.full.Truncate(r.full.Len())
 	}
@@ -365,7 +337,7 @@ func (r *Rotating) Truncate(n int) error {
 	if n == r.len {
 		return nil
 	}
-	switch w, ok := r.snaps[n]; {
+	switch w, ok := r.snap.at[n]; {
 	case n == 0 || r.exact(n):
 	case ok:
 		r.copyIn(w, n)
@@ -382,12 +354,7 @@ func (r *Rotating) Truncate(n int) error {
 		r.base = 0
 		r.renumber()
 	}
-	for p := range r.snaps {
-		if p > n {
-			r.DropSnapshot(p)
-		}
-	}
-	r.want = slices.DeleteFunc(r.want, func(x int) bool { return x > n })
+	r.snap.dropAfter(n)
 	r.len = n
 	return r.b.Sync()
 }
@@ -420,14 +387,6 @@ func (r *Rotating) copyIn(w *window, p int) {
 	r.renumber()
 }
 
-// keepSnap stores w as the snapshot at p, recycling one already there.
-func (r *Rotating) keepSnap(p int, w *window) {
-	if old, ok := r.snaps[p]; ok {
-		r.free = append(r.free, old)
-	}
-	r.snaps[p] = w
-}
-
 // SnapshotAt implements Snapshotter: the sliding rows as of pos are kept
 // so that Truncate(pos) works after the buffers have moved on. A position
 // at Len() is taken at once; a later one by the step that reaches it.
@@ -439,43 +398,22 @@ func (r *Rotating) SnapshotAt(pos int) error {
 		return fmt.Errorf("kvcache: snapshot at %d: outside [%d, %d] (the sequence holds %d tokens)", pos, r.len, r.spec.Capacity, r.len)
 	}
 	if pos == r.len {
-		w, err := r.newWindow()
+		w, err := r.snap.get(r.newWindow)
 		if err != nil {
 			return err
 		}
 		r.copyOut(w, pos)
-		r.keepSnap(pos, w)
+		r.snap.keep(pos, w)
 		return r.b.Sync()
 	}
-	if _, ok := r.snaps[pos]; ok || slices.Contains(r.want, pos) {
-		return nil
-	}
-	if r.inStep && pos <= r.len+r.pending {
-		return fmt.Errorf("kvcache: snapshot at %d requested during the step that reaches it", pos)
-	}
-	r.want = append(r.want, pos)
-	slices.Sort(r.want)
-	return nil
+	return r.snap.request(pos, r.len, r.pending, r.inStep)
 }
 
 // Snapshots implements Snapshotter.
-func (r *Rotating) Snapshots() []int {
-	out := make([]int, 0, len(r.snaps))
-	for p := range r.snaps {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
+func (r *Rotating) Snapshots() []int { return r.snap.positions() }
 
 // DropSnapshot implements Snapshotter; it also cancels a pending request.
-func (r *Rotating) DropSnapshot(pos int) {
-	if w, ok := r.snaps[pos]; ok {
-		delete(r.snaps, pos)
-		r.free = append(r.free, w)
-	}
-	r.want = slices.DeleteFunc(r.want, func(x int) bool { return x == pos })
-}
+func (r *Rotating) DropSnapshot(pos int) { r.snap.drop(pos) }
 
 // Restorable implements Snapshotter: Len() when n ≥ Len(), n itself when
 // the sliding buffers still hold what position n needs, else the latest
@@ -490,22 +428,11 @@ func (r *Rotating) Restorable(n int) int {
 	if r.exact(n) {
 		return n
 	}
-	best := 0
-	for p := range r.snaps {
-		if p <= n && p > best {
-			best = p
-		}
-	}
-	return best
+	return r.snap.latest(n)
 }
 
-// newWindow returns spare snapshot buffers or allocates new ones.
+// newWindow allocates snapshot buffers.
 func (r *Rotating) newWindow() (*window, error) {
-	if n := len(r.free); n > 0 {
-		w := r.free[n-1]
-		r.free = r.free[:n-1]
-		return w, nil
-	}
 	w := &window{sk: make([]kernels.Tensor, len(r.spec.Layers)), sv: make([]kernels.Tensor, len(r.spec.Layers))}
 	if r.keep == 0 {
 		return w, nil
@@ -531,6 +458,6 @@ func (r *Rotating) Release() {
 		r.full.Release()
 	}
 	r.sk, r.sv, r.kpos = nil, nil, nil
-	r.snaps, r.free, r.stepBufs, r.want = nil, nil, nil, nil
+	r.snap = snapshots[*window]{}
 	r.size, r.base, r.len, r.pending, r.inStep = 0, 0, 0, 0, false
 }

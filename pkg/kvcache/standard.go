@@ -97,14 +97,8 @@ func (c *Standard) grow(rows int) error {
 
 // Begin implements Cache.
 func (c *Standard) Begin(n int) error {
-	if c.k == nil {
-		return fmt.Errorf("kvcache: use after Release")
-	}
-	if n <= 0 {
-		return fmt.Errorf("kvcache: step of %d tokens", n)
-	}
-	if c.len+n > c.spec.Capacity {
-		return fmt.Errorf("%w: %d tokens + %d new exceed the capacity of %d", ErrCacheFull, c.len, n, c.spec.Capacity)
+	if err := checkBegin(c.k == nil, c.len, n, c.spec.Capacity); err != nil {
+		return err
 	}
 	if need := c.len + n; need > c.rows {
 		if err := c.grow(min(c.spec.Capacity, max(need, 2*c.rows))); err != nil {
