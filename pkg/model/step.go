@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/pkg/kvcache"
 )
 
@@ -92,6 +93,20 @@ func (s *Step) Commit() {
 	for _, q := range s.Batch.Seqs {
 		q.Cache.Commit()
 	}
+}
+
+// End ends the step a forward pass ran with result err: it commits the
+// step when err is nil; otherwise it drops it from every cache and syncs b,
+// which drops an error the backend recorded for the failed step so that
+// the next one does not report it. It returns err.
+func (s *Step) End(b kernels.Backend, err error) error {
+	if err != nil {
+		s.Abort()
+		_ = b.Sync()
+		return err
+	}
+	s.Commit()
+	return nil
 }
 
 // Abort drops the step from every cache.

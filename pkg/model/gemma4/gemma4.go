@@ -381,12 +381,9 @@ func (m *Model) Forward(ctx context.Context, batch *model.Batch) (*model.Output,
 	if err == nil {
 		out, err = m.logits(step, x)
 	}
-	if err != nil {
-		step.Abort()
-		_ = m.b.Sync() // drop a recorded error with the step
+	if err := step.End(m.b, err); err != nil {
 		return nil, err
 	}
-	step.Commit()
 	return out, nil
 }
 
@@ -407,12 +404,9 @@ func (m *Model) Hidden(ctx context.Context, batch *model.Batch) ([][]float32, er
 		outs = append(outs, h)
 		return nil
 	})
-	if err != nil {
-		step.Abort()
-		_ = m.b.Sync()
+	if err := step.End(m.b, err); err != nil {
 		return nil, err
 	}
-	step.Commit()
 	return outs, nil
 }
 

@@ -195,12 +195,9 @@ func (m *Model) Forward(ctx context.Context, batch *model.Batch) (*model.Output,
 		return nil, err
 	}
 	out, err := m.forward(ctx, step, nil)
-	if err != nil {
-		step.Abort()
-		_ = m.b.Sync() // drop a recorded error with the step
+	if err := step.End(m.b, err); err != nil {
 		return nil, err
 	}
-	step.Commit()
 	return out, nil
 }
 
@@ -265,11 +262,9 @@ func (m *Model) Hidden(ctx context.Context, batch *model.Batch) ([][]float32, er
 		return nil, err
 	}
 	var hs [][]float32
-	if _, err := m.forward(ctx, step, &hs); err != nil {
-		step.Abort()
-		_ = m.b.Sync()
+	_, err = m.forward(ctx, step, &hs)
+	if err := step.End(m.b, err); err != nil {
 		return nil, err
 	}
-	step.Commit()
 	return hs, nil
 }

@@ -200,12 +200,9 @@ func (m *Model) Forward(ctx context.Context, batch *model.Batch) (*model.Output,
 		return nil, err
 	}
 	out, err := m.forward(ctx, step)
-	if err != nil {
-		step.Abort()
-		_ = m.b.Sync() // drop a recorded error with the step
+	if err := step.End(m.b, err); err != nil {
 		return nil, err
 	}
-	step.Commit()
 	return out, nil
 }
 
