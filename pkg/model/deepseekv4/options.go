@@ -440,60 +440,23 @@ func (o *Options) ropes(cfg *modelconfig.Config, x *config) error {
 	return nil
 }
 
-// ropeDict applies one rope parameter dict to p.
+// ropeDict applies one rope parameter dict to p: default and YaRN only,
+// the base too unless scalingOnly, and a usable attention factor.
 func ropeDict(raw json.RawMessage, p rope.Params, partial float64, scalingOnly bool) (rope.Params, float64, error) {
-	var r struct {
-		RopeType        string   `json:"rope_type"`
-		Type            string   `json:"type"`
-		Theta           *float64 `json:"rope_theta"`
-		Factor          *float64 `json:"factor"`
-		OriginalMax     *int     `json:"original_max_position_embeddings"`
-		BetaFast        *float64 `json:"beta_fast"`
-		BetaSlow        *float64 `json:"beta_slow"`
-		Truncate        *bool    `json:"truncate"`
-		AttentionFactor *float64 `json:"attention_factor"`
-		Partial         *float64 `json:"partial_rotary_factor"`
-	}
-	if err := json.Unmarshal(raw, &r); err != nil {
+	var d rope.Dict
+	if err := json.Unmarshal(raw, &d); err != nil {
 		return p, partial, err
 	}
-	t := r.RopeType
-	if t == "" {
-		t = r.Type
-	}
-	switch t {
+	switch t := d.Kind(); t {
 	case "", "default":
 	case "yarn":
 		p.Type = "yarn"
 	default:
 		return p, partial, fmt.Errorf("rope type %q is not supported (default and yarn are)", t)
 	}
-	if r.Theta != nil && !scalingOnly {
-		p.Theta = *r.Theta
+	if f := d.AttentionFactor; f != nil && (*f == 0 || math.IsNaN(*f)) {
+		return p, partial, fmt.Errorf("attention_factor %g", *f)
 	}
-	if r.Factor != nil {
-		p.Factor = *r.Factor
-	}
-	if r.OriginalMax != nil {
-		p.OriginalMax = *r.OriginalMax
-	}
-	if r.BetaFast != nil {
-		p.BetaFast = *r.BetaFast
-	}
-	if r.BetaSlow != nil {
-		p.BetaSlow = *r.BetaSlow
-	}
-	if r.Truncate != nil {
-		p.Truncate = *r.Truncate
-	}
-	if r.AttentionFactor != nil {
-		p.AttentionFactor = *r.AttentionFactor
-		if p.AttentionFactor == 0 || math.IsNaN(p.AttentionFactor) {
-			return p, partial, fmt.Errorf("attention_factor %g", *r.AttentionFactor)
-		}
-	}
-	if r.Partial != nil {
-		partial = *r.Partial
-	}
+	p, partial = d.Apply(p, partial, scalingOnly)
 	return p, partial, nil
 }

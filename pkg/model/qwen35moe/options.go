@@ -132,14 +132,10 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 	}
 	// With text-only input the three M-RoPE position streams are equal, so
 	// interleaved M-RoPE is plain RoPE over the rotary dims.
-	rp, err := rope.FromConfig(cfg.Text, o.HeadDim)
+	rp, err := rope.Kernel(cfg.Text, o.HeadDim)
 	if err != nil {
 		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrUnsupported)
 	}
-	inv, scale, err := rp.InvFreq()
-	if err != nil {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrUnsupported)
-	}
-	o.RoPE = kernels.RoPE{HeadDim: o.HeadDim, Dims: rp.Dims, InvFreq: inv, Scale: scale}
+	o.RoPE = rp
 	return o, nil
 }

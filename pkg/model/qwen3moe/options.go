@@ -101,14 +101,10 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 			return bad("layer %d is dense but intermediate_size is %d", i, o.Intermediate)
 		}
 	}
-	rp, err := rope.FromConfig(cfg.Text, o.HeadDim)
+	rp, err := rope.Kernel(cfg.Text, o.HeadDim)
 	if err != nil {
 		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrUnsupported)
 	}
-	inv, scale, err := rp.InvFreq()
-	if err != nil {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrUnsupported)
-	}
-	o.RoPE = kernels.RoPE{HeadDim: o.HeadDim, Dims: rp.Dims, InvFreq: inv, Scale: scale}
+	o.RoPE = rp
 	return o, nil
 }

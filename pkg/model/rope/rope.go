@@ -1,14 +1,17 @@
 // Package rope computes rotary-embedding parameters from a model config:
 // the inverse frequencies of the default, partial, YaRN, linear and
 // proportional variants, and the attention factor YaRN applies to cos and
-// sin. The kernels rotate with them (kernels.RoPE); this package only does
-// the arithmetic, following transformers' modeling_rope_utils.
+// sin. The kernels rotate with them (kernels.RoPE, which Kernel builds);
+// this package only does the arithmetic, following transformers'
+// modeling_rope_utils.
 package rope
 
 import (
 	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/maniac-ai/mach/kernels"
 )
 
 // Params are the rotary settings of one attention layer.
@@ -138,51 +141,83 @@ func FromConfig(text json.RawMessage, headDim int) (Params, error) {
 		if len(raw) == 0 || string(raw) == "null" {
 			continue
 		}
-		var r struct {
-			RopeType        string   `json:"rope_type"`
-			Type            string   `json:"type"`
-			RopeTheta       *float64 `json:"rope_theta"`
-			Factor          *float64 `json:"factor"`
-			OriginalMax     *int     `json:"original_max_position_embeddings"`
-			BetaFast        *float64 `json:"beta_fast"`
-			BetaSlow        *float64 `json:"beta_slow"`
-			Truncate        *bool    `json:"truncate"`
-			AttentionFactor *float64 `json:"attention_factor"`
-			Partial         *float64 `json:"partial_rotary_factor"`
-		}
-		if err := json.Unmarshal(raw, &r); err != nil {
+		var d Dict
+		if err := json.Unmarshal(raw, &d); err != nil {
 			return Params{}, fmt.Errorf("rope: rope parameters: %w", err)
 		}
-		if r.RopeType != "" {
-			p.Type = r.RopeType
-		} else if r.Type != "" {
-			p.Type = r.Type
+		if k := d.Kind(); k != "" {
+			p.Type = k
 		}
-		if r.RopeTheta != nil {
-			p.Theta = *r.RopeTheta
-		}
-		if r.Factor != nil {
-			p.Factor = *r.Factor
-		}
-		if r.OriginalMax != nil {
-			p.OriginalMax = *r.OriginalMax
-		}
-		if r.BetaFast != nil {
-			p.BetaFast = *r.BetaFast
-		}
-		if r.BetaSlow != nil {
-			p.BetaSlow = *r.BetaSlow
-		}
-		if r.Truncate != nil {
-			p.Truncate = *r.Truncate
-		}
-		if r.AttentionFactor != nil {
-			p.AttentionFactor = *r.AttentionFactor
-		}
-		if r.Partial != nil {
-			partial = *r.Partial
-		}
+		p, partial = d.Apply(p, partial, false)
 	}
 	p.Dims = int(float64(headDim) * partial)
 	return p, nil
+}
+
+// Dict is one rope_parameters or rope_scaling object of a config.
+type Dict struct {
+	RopeType        string   `json:"rope_type"`
+	Type            string   `json:"type"` // the older spelling
+	Theta           *float64 `json:"rope_theta"`
+	Factor          *float64 `json:"factor"`
+	OriginalMax     *int     `json:"original_max_position_embeddings"`
+	BetaFast        *float64 `json:"beta_fast"`
+	BetaSlow        *float64 `json:"beta_slow"`
+	Truncate        *bool    `json:"truncate"`
+	AttentionFactor *float64 `json:"attention_factor"`
+	Partial         *float64 `json:"partial_rotary_factor"`
+}
+
+// Kind is the variant d names: rope_type, else type ("" for neither).
+func (d Dict) Kind() string {
+	if d.RopeType != "" {
+		return d.RopeType
+	}
+	return d.Type
+}
+
+// Apply sets on p every setting d has — the base too, unless keepTheta —
+// and returns the partial rotary factor d gives (partial when none). The
+// variant (Kind) is the caller's to check and set.
+func (d Dict) Apply(p Params, partial float64, keepTheta bool) (Params, float64) {
+	if d.Theta != nil && !keepTheta {
+		p.Theta = *d.Theta
+	}
+	if d.Factor != nil {
+		p.Factor = *d.Factor
+	}
+	if d.OriginalMax != nil {
+		p.OriginalMax = *d.OriginalMax
+	}
+	if d.BetaFast != nil {
+		p.BetaFast = *d.BetaFast
+	}
+	if d.BetaSlow != nil {
+		p.BetaSlow = *d.BetaSlow
+	}
+	if d.Truncate != nil {
+		p.Truncate = *d.Truncate
+	}
+	if d.AttentionFactor != nil {
+		p.AttentionFactor = *d.AttentionFactor
+	}
+	if d.Partial != nil {
+		partial = *d.Partial
+	}
+	return p, partial
+}
+
+// Kernel reads a text config's rotary settings (FromConfig) for heads of
+// headDim and returns them as the kernels rotate with them: the first
+// Dims of each head, half-split.
+func Kernel(text json.RawMessage, headDim int) (kernels.RoPE, error) {
+	p, err := FromConfig(text, headDim)
+	if err != nil {
+		return kernels.RoPE{}, err
+	}
+	inv, scale, err := p.InvFreq()
+	if err != nil {
+		return kernels.RoPE{}, err
+	}
+	return kernels.RoPE{HeadDim: headDim, Dims: p.Dims, InvFreq: inv, Scale: scale}, nil
 }

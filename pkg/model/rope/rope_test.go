@@ -66,3 +66,31 @@ func TestFromConfig(t *testing.T) {
 	_, err := FromConfig([]byte(`{"rope_parameters": 3}`), 64)
 	require.Error(t, err)
 }
+
+// Kernel hands FromConfig's settings to the kernels: partial rotation,
+// YaRN's scale, the base from rope_parameters.
+func TestKernel(t *testing.T) {
+	k, err := Kernel([]byte(`{"rope_theta": 1e6, "rope_parameters": {"rope_type": "yarn", "rope_theta": 150000, "factor": 32,
+		"original_max_position_embeddings": 4096, "partial_rotary_factor": 0.5}}`), 64)
+	require.NoError(t, err)
+	require.Equal(t, 64, k.HeadDim)
+	require.Equal(t, 32, k.Dims)
+	require.Len(t, k.InvFreq, 16)
+	require.InDelta(t, 0.1*math.Log(32)+1, float64(k.Scale), 1e-6)
+	require.Equal(t, float32(1), k.InvFreq[0], "theta^0")
+	_, err = Kernel([]byte(`{"rope_parameters": {"rope_type": "dynamic"}}`), 64)
+	require.Error(t, err)
+}
+
+// Dict.Apply sets what the dict has, the base only when asked to.
+func TestDictApply(t *testing.T) {
+	theta, factor, partial := 5e5, 4.0, 0.25
+	d := Dict{Type: "yarn", Theta: &theta, Factor: &factor, Partial: &partial}
+	require.Equal(t, "yarn", d.Kind())
+	p, got := d.Apply(Params{Theta: 1e4, Dims: 8}, 1, false)
+	require.Equal(t, Params{Theta: 5e5, Dims: 8, Factor: 4}, p)
+	require.Equal(t, 0.25, got)
+	p, _ = d.Apply(Params{Theta: 1e4}, 1, true)
+	require.Equal(t, 1e4, p.Theta, "the base kept")
+	require.Equal(t, "default", Dict{RopeType: "default", Type: "yarn"}.Kind(), "rope_type wins")
+}
