@@ -685,6 +685,20 @@ func (c *Config) LayerAttention(i int) (kvHeads, headDim int) {
 // ExpertWidth returns the routed expert's intermediate width.
 func (c *Config) ExpertWidth() int { return c.MoEIntermediateSize }
 
+// DecodeText decodes the text config into v, the keys only an
+// architecture's own options read, after checking that the config is of
+// modelType: another model_type is fault.ErrUnsupported, malformed JSON
+// fault.ErrIO.
+func (c *Config) DecodeText(modelType string, v any) error {
+	if c.ModelType != modelType {
+		return fault.Mark(fmt.Errorf("%s: model_type %q is not %s", c.Name(), c.ModelType, modelType), fault.ErrUnsupported)
+	}
+	if err := json.Unmarshal(c.Text, v); err != nil {
+		return fault.Mark(fmt.Errorf("%s: %w", c.Name(), err), fault.ErrIO)
+	}
+	return nil
+}
+
 // Name returns where the config came from, for messages.
 func (c *Config) Name() string {
 	if c.Path != "" {

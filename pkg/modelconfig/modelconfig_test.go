@@ -295,3 +295,19 @@ func TestReadFileErrors(t *testing.T) {
 	require.ErrorIs(t, err, modelconfig.ErrInvalid)
 	require.Contains(t, err.Error(), "larger than")
 }
+
+// DecodeText refuses another architecture's config and malformed JSON,
+// classified, and decodes the text config otherwise.
+func TestDecodeText(t *testing.T) {
+	c := &modelconfig.Config{ModelType: "qwen3_moe", Path: "a/config.json", Text: []byte(`{"rms_norm_eps": 1e-6}`)}
+	var x struct {
+		Eps float64 `json:"rms_norm_eps"`
+	}
+	require.NoError(t, c.DecodeText("qwen3_moe", &x))
+	require.Equal(t, 1e-6, x.Eps)
+	err := c.DecodeText("gpt_oss", &x)
+	require.ErrorIs(t, err, fault.ErrUnsupported)
+	require.EqualError(t, err, `a/config.json: model_type "qwen3_moe" is not gpt_oss`)
+	c.Text = []byte(`{"rms_norm_eps": "x"}`)
+	require.ErrorIs(t, c.DecodeText("qwen3_moe", &x), fault.ErrIO)
+}

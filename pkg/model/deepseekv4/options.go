@@ -149,12 +149,9 @@ type config struct {
 // schedules (attention kinds, hash layers) must be in config.json: the
 // references' defaults disagree, so mach never guesses them.
 func ParseOptions(cfg *modelconfig.Config) (Options, error) {
-	if cfg.ModelType != ModelType {
-		return Options{}, fault.Mark(fmt.Errorf("%s: model_type %q is not %s", cfg.Name(), cfg.ModelType, ModelType), fault.ErrUnsupported)
-	}
 	var x config
-	if err := json.Unmarshal(cfg.Text, &x); err != nil {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrIO)
+	if err := cfg.DecodeText(ModelType, &x); err != nil {
+		return Options{}, err
 	}
 	bad := func(format string, args ...any) (Options, error) {
 		return Options{}, fault.Mark(fmt.Errorf("%s: %s", cfg.Name(), fmt.Sprintf(format, args...)), fault.ErrUnsupported)

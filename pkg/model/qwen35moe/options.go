@@ -1,7 +1,6 @@
 package qwen35moe
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/maniac-ai/mach/kernels"
@@ -50,9 +49,6 @@ func (o Options) ConvDim() int {
 // ParseOptions reads the options from a normalized config, decoding the
 // keys only this architecture uses from its text config.
 func ParseOptions(cfg *modelconfig.Config) (Options, error) {
-	if cfg.ModelType != ModelType {
-		return Options{}, fault.Mark(fmt.Errorf("%s: model_type %q is not %s", cfg.Name(), cfg.ModelType, ModelType), fault.ErrUnsupported)
-	}
 	var x struct {
 		Eps            *float64 `json:"rms_norm_eps"`
 		HiddenAct      string   `json:"hidden_act"`
@@ -60,8 +56,8 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 		AttnOutputGate *bool    `json:"attn_output_gate"`
 		NormTopK       *bool    `json:"norm_topk_prob"`
 	}
-	if err := json.Unmarshal(cfg.Text, &x); err != nil {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrIO)
+	if err := cfg.DecodeText(ModelType, &x); err != nil {
+		return Options{}, err
 	}
 	o := Options{
 		Hidden: cfg.HiddenSize, Layers: cfg.NumLayers, Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim,

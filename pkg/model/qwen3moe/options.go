@@ -1,7 +1,6 @@
 package qwen3moe
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/maniac-ai/mach/kernels"
@@ -41,9 +40,6 @@ func (o Options) LayerExperts(i int) int {
 // ParseOptions reads the options from a normalized config, decoding the
 // keys only this architecture uses from its text config.
 func ParseOptions(cfg *modelconfig.Config) (Options, error) {
-	if cfg.ModelType != ModelType {
-		return Options{}, fault.Mark(fmt.Errorf("%s: model_type %q is not %s", cfg.Name(), cfg.ModelType, ModelType), fault.ErrUnsupported)
-	}
 	var x struct {
 		Eps              *float64 `json:"rms_norm_eps"`
 		NormTopK         *bool    `json:"norm_topk_prob"`
@@ -52,8 +48,8 @@ func ParseOptions(cfg *modelconfig.Config) (Options, error) {
 		SlidingWindow    *int     `json:"sliding_window"`
 		HiddenAct        string   `json:"hidden_act"`
 	}
-	if err := json.Unmarshal(cfg.Text, &x); err != nil {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrIO)
+	if err := cfg.DecodeText(ModelType, &x); err != nil {
+		return Options{}, err
 	}
 	o := Options{
 		Hidden: cfg.HiddenSize, Layers: cfg.NumLayers, Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim,
