@@ -62,24 +62,9 @@ func (h *harness) testMatMulFP8(t *testing.T) {
 			require.NoError(t, err)
 			const n = 5
 			x := randVals(r, n*cols, 1)
-			wantT := upload(t, h.ref, kernels.F32, n, rows, make([]float32, n*rows))
-			h.ref.MatMul(wantT, upload(t, h.ref, kernels.F32, n, cols, x), rw)
-			want := read(t, h.ref, wantT)
+			want := h.refProduct(t, rw, x, n, rows, cols)
 			bounds := dotBounds(m, x, n)
-			for _, k := range []int{1, 2, 3, 5} {
-				view, whole := poisoned(t, h.b, k, rows)
-				h.b.MatMul(view, upload(t, h.b, kernels.F32, k, cols, x[:k*cols]), bw)
-				require.NoError(t, h.b.Sync())
-				got := readChecked(t, h.b, view, whole, "MatMul "+m.Format.String())
-				within(t, got, want[:k*rows], bounds[:k*rows], "MatMul %s %d×%d, %d rows", m.Format, rows, cols, k)
-				if caps.Has(kernels.OpBatchInvariant) {
-					for i := 0; i < k; i++ {
-						one := upload(t, h.b, kernels.F32, 1, rows, make([]float32, rows))
-						h.b.MatMul(one, upload(t, h.b, kernels.F32, 1, cols, x[i*cols:(i+1)*cols]), bw)
-						require.Equal(t, got[i*rows:(i+1)*rows], read(t, h.b, one), "%s: row %d of %d differs alone", m.Format, i, k)
-					}
-				}
-			}
+			h.checkBatches(t, m, bw, x, want, bounds, n)
 			// Rows [a, e) starting inside a tile, bound on their own.
 			a, e := rows/3, rows-7
 			part := m.RowRange(a, e)

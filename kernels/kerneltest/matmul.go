@@ -65,6 +65,39 @@ func within(t *testing.T, got, want []float32, bounds []float64, format string, 
 	}
 }
 
+// refProduct returns the reference backend's product of n rows of x (of
+// cols values) and the weight wr bound on it (rows outputs).
+func (h *harness) refProduct(t *testing.T, wr kernels.Weight, x []float32, n, rows, cols int) []float32 {
+	t.Helper()
+	want := upload(t, h.ref, kernels.F32, n, rows, make([]float32, n*rows))
+	h.ref.MatMul(want, upload(t, h.ref, kernels.F32, n, cols, x), wr)
+	return read(t, h.ref, want)
+}
+
+// checkBatches multiplies the first k rows of x (k = 1, 2, 3 and n) by w,
+// m bound on the backend, and requires each product within bounds of want
+// (the reference's for the n rows) and — on a batch-invariant backend —
+// every row of a batch equal to that row computed alone, whichever kernel
+// a batch size selects.
+func (h *harness) checkBatches(t *testing.T, m *quant.Matrix, w kernels.Weight, x, want []float32, bounds []float64, n int) {
+	t.Helper()
+	rows, cols := m.Rows, m.Cols
+	for _, k := range []int{1, 2, 3, n} {
+		view, whole := poisoned(t, h.b, k, rows)
+		h.b.MatMul(view, upload(t, h.b, kernels.F32, k, cols, x[:k*cols]), w)
+		require.NoError(t, h.b.Sync())
+		got := readChecked(t, h.b, view, whole, "MatMul "+m.Format.String())
+		within(t, got, want[:k*rows], bounds[:k*rows], "MatMul %s %d×%d, %d rows", m.Format, rows, cols, k)
+		if h.b.Capabilities().Has(kernels.OpBatchInvariant) {
+			for i := 0; i < k; i++ {
+				one := upload(t, h.b, kernels.F32, 1, rows, make([]float32, rows))
+				h.b.MatMul(one, upload(t, h.b, kernels.F32, 1, cols, x[i*cols:(i+1)*cols]), w)
+				require.Equal(t, got[i*rows:(i+1)*rows], read(t, h.b, one), "%s: row %d of %d differs alone", m.Format, i, k)
+			}
+		}
+	}
+}
+
 func (h *harness) testMatMul(t *testing.T) {
 	r := rng(2)
 	caps := h.b.Capabilities()
@@ -81,9 +114,7 @@ func (h *harness) testMatMul(t *testing.T) {
 			require.NoError(t, err)
 			for _, n := range []int{1, 2, 3, 4, 7} {
 				x := randVals(r, n*cols, 1)
-				wantT := upload(t, h.ref, kernels.F32, n, rows, make([]float32, n*rows))
-				h.ref.MatMul(wantT, upload(t, h.ref, kernels.F32, n, cols, x), wr)
-				want := read(t, h.ref, wantT)
+				want := h.refProduct(t, wr, x, n, rows, cols)
 
 				view, whole := poisoned(t, h.b, n, rows)
 				h.b.MatMul(view, upload(t, h.b, kernels.F32, n, cols, x), w)
@@ -116,12 +147,11 @@ func (h *harness) testMatMul(t *testing.T) {
 		wr, err := h.ref.Bind(m)
 		require.NoError(t, err)
 		x := randVals(r, n*cols, 1)
-		wantT := upload(t, h.ref, kernels.F32, n, rows, make([]float32, n*rows))
-		h.ref.MatMul(wantT, upload(t, h.ref, kernels.F32, n, cols, x), wr)
+		want := h.refProduct(t, wr, x, n, rows, cols)
 		view, whole := poisoned(t, h.b, n, rows)
 		h.b.MatMul(view, upload(t, h.b, kernels.F32, n, cols, x), w)
 		got := readChecked(t, h.b, view, whole, "MatMul")
-		within(t, got, read(t, h.ref, wantT), dotBounds(m, x, n), "MatMul %d×%d n=%d", rows, cols, n)
+		within(t, got, want, dotBounds(m, x, n), "MatMul %d×%d n=%d", rows, cols, n)
 	}
 }
 
