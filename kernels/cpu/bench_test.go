@@ -66,11 +66,21 @@ func BenchmarkMatMul(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, n := range []int{1, 3, 32} {
-		b.Run("rows="+itoa(n), func(b *testing.B) {
-			x, _ := be.Alloc(kernels.F32, n, cols)
-			y, _ := be.Alloc(kernels.F32, n, rows)
-			xs := make([]float32, n*cols)
+	benchMatMul(b, be, m, w, bw, "", 1, 3, 32)
+}
+
+// benchMatMul runs the sub-benchmarks prefix/rows=n: the product of n
+// rows by w (m bound on be), reported as bytes of weights streamed per
+// second, its ratio to the copy bandwidth bw, and GFLOP/s.
+func benchMatMul(b *testing.B, be *cpu.Backend, m *quant.Matrix, w kernels.Weight, bw float64, prefix string, ns ...int) {
+	if prefix != "" {
+		prefix += "/"
+	}
+	for _, n := range ns {
+		b.Run(prefix+"rows="+itoa(n), func(b *testing.B) {
+			x, _ := be.Alloc(kernels.F32, n, m.Cols)
+			y, _ := be.Alloc(kernels.F32, n, m.Rows)
+			xs := make([]float32, n*m.Cols)
 			for i := range xs {
 				xs[i] = float32(i%7) - 3
 			}
@@ -84,7 +94,7 @@ func BenchmarkMatMul(b *testing.B) {
 			sec := b.Elapsed().Seconds() / float64(b.N)
 			b.ReportMetric(float64(m.Bytes())/sec/1e9, "weight_GB/s")
 			b.ReportMetric(float64(m.Bytes())/sec/bw, "ratio_to_copy_bw")
-			b.ReportMetric(2*float64(rows*cols*n)/sec/1e9, "GFLOP/s")
+			b.ReportMetric(2*float64(m.Rows*m.Cols*n)/sec/1e9, "GFLOP/s")
 		})
 	}
 }

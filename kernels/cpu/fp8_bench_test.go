@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/maniac-ai/mach/kernels"
 	"github.com/maniac-ai/mach/kernels/cpu"
 	"github.com/maniac-ai/mach/pkg/quant"
 )
@@ -36,25 +35,5 @@ func BenchmarkMatMulFP8(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, n := range []int{1, 32} {
-		b.Run(m.Format.String()+"/rows="+itoa(n), func(b *testing.B) {
-			x, _ := be.Alloc(kernels.F32, n, cols)
-			y, _ := be.Alloc(kernels.F32, n, rows)
-			xs := make([]float32, n*cols)
-			for i := range xs {
-				xs[i] = float32(i%7) - 3
-			}
-			_ = be.Write(x, xs)
-			for b.Loop() {
-				be.MatMul(y, x, w)
-			}
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			sec := b.Elapsed().Seconds() / float64(b.N)
-			b.ReportMetric(float64(m.Bytes())/sec/1e9, "weight_GB/s")
-			b.ReportMetric(float64(m.Bytes())/sec/bw, "ratio_to_copy_bw")
-			b.ReportMetric(2*float64(rows*cols*n)/sec/1e9, "GFLOP/s")
-		})
-	}
+	benchMatMul(b, be, m, w, bw, m.Format.String(), 1, 32)
 }
