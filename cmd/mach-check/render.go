@@ -112,22 +112,22 @@ func memoryLine(m preflight.Memory) string {
 	var parts []string
 	parts = append(parts, "verdict="+m.Verdict)
 	if m.ExpertsBytes > 0 {
-		parts = append(parts, "experts="+size(m.ExpertsBytes))
+		parts = append(parts, "experts="+cliapp.Size(m.ExpertsBytes))
 	}
 	if m.NonExpertBytes > 0 {
-		parts = append(parts, "non_experts="+size(m.NonExpertBytes))
+		parts = append(parts, "non_experts="+cliapp.Size(m.NonExpertBytes))
 	}
 	if m.KVBytes > 0 {
-		parts = append(parts, fmt.Sprintf("kv@%d=%s", m.ContextLength, size(m.KVBytes)))
+		parts = append(parts, fmt.Sprintf("kv@%d=%s", m.ContextLength, cliapp.Size(m.KVBytes)))
 	}
 	if m.ExpertCacheBytes > 0 {
-		parts = append(parts, "expert_cache="+size(m.ExpertCacheBytes))
+		parts = append(parts, "expert_cache="+cliapp.Size(m.ExpertCacheBytes))
 	}
 	if m.WorkingSetBytes > 0 {
-		parts = append(parts, "working_set="+size(m.WorkingSetBytes))
+		parts = append(parts, "working_set="+cliapp.Size(m.WorkingSetBytes))
 	}
 	if m.AvailableBytes > 0 {
-		parts = append(parts, "available="+size(m.AvailableBytes))
+		parts = append(parts, "available="+cliapp.Size(m.AvailableBytes))
 	}
 	s := strings.Join(parts, ", ")
 	switch {
@@ -137,19 +137,6 @@ func memoryLine(m preflight.Memory) string {
 		s += " (weights estimated from config.json)"
 	}
 	return s
-}
-
-// size renders bytes in decimal units, as the seed's report does (14.2GB).
-func size(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1fGB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1fMB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1fKB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%dB", n)
 }
 
 // matrixJSON is --all-archs --json.

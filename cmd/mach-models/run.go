@@ -159,7 +159,7 @@ func writeTable(w io.Writer, rows []row) error {
 		}
 		size := "-"
 		if r.SizeBytes > 0 {
-			size = humanSize(r.SizeBytes)
+			size = cliapp.Size(r.SizeBytes)
 		}
 		table = append(table, []string{r.Name, r.Source, mt, supported, cliapp.YesNo(r.Installed), size})
 	}
@@ -175,16 +175,4 @@ func writeTable(w io.Writer, rows []row) error {
 		return err
 	}
 	return nil
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1fGB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1fMB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1fKB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%dB", n)
 }

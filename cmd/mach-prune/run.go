@@ -102,19 +102,6 @@ func parseSize(s string) (int64, error) {
 	return int64(v * mult), nil
 }
 
-// size renders bytes in decimal units, as mach check does.
-func size(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1fGB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1fMB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1fKB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%dB", n)
-}
-
 func writeSummary(w io.Writer, s *prune.Summary) error {
 	kept := ""
 	minK, maxK := s.Layers[0].Kept, s.Layers[0].Kept
@@ -144,7 +131,7 @@ func writeSummary(w io.Writer, s *prune.Summary) error {
 		{"candidate", candidate},
 		{"experts", kept},
 		{"tensors", shards},
-		{"bytes", fmt.Sprintf("%s → %s (routed experts %s → %s)", size(s.BytesBefore), size(s.BytesAfter), size(s.ExpertBytesBefore), size(s.ExpertBytesAfter))},
+		{"bytes", fmt.Sprintf("%s → %s (routed experts %s → %s)", cliapp.Size(s.BytesBefore), cliapp.Size(s.BytesAfter), cliapp.Size(s.ExpertBytesBefore), cliapp.Size(s.ExpertBytesAfter))},
 		{"copied", copied},
 	}
 	for _, l := range lines {
@@ -187,7 +174,7 @@ func (p *progress) update(pr prune.Progress) {
 		if pr.Total > 0 {
 			pct = 100 * float64(pr.Done) / float64(pr.Total)
 		}
-		fmt.Fprintf(p.w, "\r\033[Kmach-prune: shard %d/%d  %5.1f%%  %s / %s", pr.Shard, pr.Shards, pct, size(pr.Done), size(pr.Total))
+		fmt.Fprintf(p.w, "\r\033[Kmach-prune: shard %d/%d  %5.1f%%  %s / %s", pr.Shard, pr.Shards, pct, cliapp.Size(pr.Done), cliapp.Size(pr.Total))
 		p.drawn = true
 	}
 }

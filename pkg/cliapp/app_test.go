@@ -53,3 +53,12 @@ func TestWriteTable(t *testing.T) {
 	require.NoError(t, WriteTable(&b, []string{"a", "long header"}, [][]string{{"x", "y"}, {"longer", ""}}))
 	require.Equal(t, "a       long header\n------  -----------\nx       y\nlonger\n", b.String())
 }
+
+func TestSize(t *testing.T) {
+	for _, c := range []struct {
+		n    int64
+		want string
+	}{{0, "0B"}, {999, "999B"}, {1000, "1.0KB"}, {14_200_000_000, "14.2GB"}, {512_000_000, "512.0MB"}, {999_949_999, "999.9MB"}} {
+		require.Equal(t, c.want, Size(c.n), "%d bytes", c.n)
+	}
+}

@@ -2,6 +2,7 @@ package cliapp
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/jedib0t/go-pretty/v6/table"
@@ -88,4 +89,18 @@ func YesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// Size renders a byte count in decimal units as the seed's reports do
+// (14.2GB, 512.0MB, 3.1KB, 12B).
+func Size(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1fGB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1fMB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1fKB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%dB", n)
 }
