@@ -69,7 +69,7 @@ func TestReportGolden(t *testing.T) {
 		code int
 		why  string
 	}{
-		{"qwen3_moe", cliapp.ExitOK, ""}, // per-expert: served with resident experts
+		{"qwen3_moe", cliapp.ExitOK, ""},        // per-expert: served with resident experts
 		{"gpt_oss_mxfp4", cliapp.ExitOK, ""},    // stacked: served resident (resident_stacked)
 		{"qwen3_5_moe_mlx4", cliapp.ExitOK, ""}, // stacked MLX: served resident
 	} {
