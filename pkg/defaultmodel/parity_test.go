@@ -1,7 +1,6 @@
 package defaultmodel_test
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/maniac-ai/mach/kernels/cpu"
 	"github.com/maniac-ai/mach/pkg/chat"
 	"github.com/maniac-ai/mach/pkg/engine"
+	"github.com/maniac-ai/mach/pkg/engine/enginetest"
 	"github.com/maniac-ai/mach/pkg/model"
 	"github.com/maniac-ai/mach/pkg/model/archs"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
@@ -198,7 +198,7 @@ func TestGreedy(t *testing.T) {
 			} else {
 				req.Prompt = g.PromptText
 			}
-			sum := generate(t, t.Context(), e, req)
+			_, sum := enginetest.Generate(t, e, req)
 			require.Equal(t, g.PromptIDs, sum.PromptTokens, "prompt ids")
 			want := g.OutputIDs
 			if g.StoppedOnEOS {
@@ -209,18 +209,4 @@ func TestGreedy(t *testing.T) {
 			require.Equal(t, g.OutputText, sum.Text)
 		})
 	}
-}
-
-func generate(t *testing.T, ctx context.Context, e *engine.Engine, req *engine.Request) *engine.Summary {
-	t.Helper()
-	var sum *engine.Summary
-	err := e.Generate(ctx, req, func(tk engine.Token) error {
-		if tk.Final != nil {
-			sum = tk.Final
-		}
-		return nil
-	})
-	require.NoError(t, err)
-	require.NotNil(t, sum)
-	return sum
 }

@@ -28,24 +28,6 @@ func load(t *testing.T, dir string) *engine.Engine {
 	return e
 }
 
-// run generates and returns the streamed tokens and the summary.
-func run(t *testing.T, e *engine.Engine, req *engine.Request) ([]engine.Token, *engine.Summary) {
-	t.Helper()
-	var toks []engine.Token
-	var sum *engine.Summary
-	err := e.Generate(t.Context(), req, func(tk engine.Token) error {
-		require.Nil(t, sum, "no token after the summary")
-		if tk.Final != nil {
-			sum = tk.Final
-		}
-		toks = append(toks, tk)
-		return nil
-	})
-	require.NoError(t, err)
-	require.NotNil(t, sum)
-	return toks, sum
-}
-
 func streamed(toks []engine.Token) string {
 	var b strings.Builder
 	for _, tk := range toks {
@@ -61,7 +43,7 @@ func TestGreedyMatchesReference(t *testing.T) {
 		fx, err := fixture.Load(name)
 		require.NoError(t, err)
 		e := load(t, enginetest.Checkpoint(t, name, nil))
-		toks, sum := run(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: len(fx.Greedy)})
+		toks, sum := enginetest.Generate(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: len(fx.Greedy)})
 		require.Equal(t, fx.Greedy, sum.Tokens, name)
 		require.Equal(t, engine.FinishLength, sum.FinishReason)
 		require.Equal(t, len(fx.Greedy)-1, sum.DecodeSteps)
@@ -87,7 +69,7 @@ func TestStopString(t *testing.T) {
 	stop := tok.Decode(fx.Greedy[6:8], true)
 	i := strings.Index(full, stop)
 	require.Positive(t, i)
-	toks, sum := run(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: 16, Stop: []string{"never appears \x00", stop}})
+	toks, sum := enginetest.Generate(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: 16, Stop: []string{"never appears \x00", stop}})
 	require.Equal(t, engine.FinishStop, sum.FinishReason)
 	require.Equal(t, full[:i], sum.Text)
 	require.Equal(t, sum.Text, streamed(toks))
@@ -99,7 +81,7 @@ func TestEOSStops(t *testing.T) {
 	require.NoError(t, err)
 	eos := fx.Greedy[3]
 	e := load(t, enginetest.Checkpoint(t, "qwen3_moe", map[string]any{"eos_token_id": []int32{999, eos}}))
-	_, sum := run(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: 16})
+	_, sum := enginetest.Generate(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: 16})
 	require.Equal(t, engine.FinishStop, sum.FinishReason)
 	require.Equal(t, fx.Greedy[:3], sum.Tokens, "the end-of-sequence id is not part of the output")
 }
@@ -111,7 +93,7 @@ func TestTextAndChatPrompts(t *testing.T) {
 	ids, err := e.Prompt(req)
 	require.NoError(t, err)
 	require.Equal(t, tok.Encode("def reverse(s):", true), ids)
-	_, sum := run(t, e, req)
+	_, sum := enginetest.Generate(t, e, req)
 	require.Equal(t, ids, sum.PromptTokens)
 	require.Len(t, sum.Tokens, 5)
 
@@ -125,8 +107,8 @@ func TestTextAndChatPrompts(t *testing.T) {
 	// Sampling with a seed is reproducible.
 	seed := uint64(3)
 	sreq := &engine.Request{Prompt: "x", MaxTokens: 8, Sampling: sample.Options{Temperature: 1, TopP: 0.9, Seed: &seed}}
-	_, a := run(t, e, sreq)
-	_, b := run(t, e, sreq)
+	_, a := enginetest.Generate(t, e, sreq)
+	_, b := enginetest.Generate(t, e, sreq)
 	require.Equal(t, a.Tokens, b.Tokens)
 }
 
@@ -208,7 +190,7 @@ func TestNoTokenizer(t *testing.T) {
 	err = e.Generate(t.Context(), &engine.Request{Prompt: "hi", MaxTokens: 1}, func(engine.Token) error { return nil })
 	require.ErrorIs(t, err, fault.ErrIO)
 	require.Contains(t, err.Error(), "--prompt-tokens")
-	_, sum := run(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: 4})
+	_, sum := enginetest.Generate(t, e, &engine.Request{PromptTokens: fx.InputIDs, MaxTokens: 4})
 	require.Equal(t, fx.Greedy[:4], sum.Tokens)
 	require.Empty(t, sum.Text, "no tokenizer, no text")
 }

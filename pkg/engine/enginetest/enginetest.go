@@ -2,7 +2,7 @@
 // a reference fixture's weights with a tiny byte-level BPE tokenizer (the
 // Qwen pre-tokenizer, as many ids as the fixture's vocabulary so every id
 // the model emits decodes)
-// and a ChatML chat template.
+// and a ChatML chat template; Generate runs a request to its summary.
 package enginetest
 
 import (
@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/maniac-ai/mach/pkg/engine"
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/stretchr/testify/require"
 )
@@ -133,11 +134,37 @@ func Checkpoint(t testing.TB, name string, gen map[string]any) string {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "generation_config.json"), b, 0o644))
 	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), TokenizerJSON(fx.Vocab), 0o644))
+	WriteTokenizer(t, dir, fx.Vocab)
+	return dir
+}
+
+// WriteTokenizer writes the tiny tokenizer of vocab ids and a
+// tokenizer_config.json with the ChatML chat template into dir.
+func WriteTokenizer(t testing.TB, dir string, vocab int) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), TokenizerJSON(vocab), 0o644))
 	tc, err := json.Marshal(map[string]any{"chat_template": ChatTemplate, "eos_token": "<|im_end|>", "bos_token": nil})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), tc, 0o644))
-	return dir
+}
+
+// Generate runs req on e and returns the streamed tokens and the summary,
+// requiring the generation to succeed and to end with the summary.
+func Generate(t testing.TB, e *engine.Engine, req *engine.Request) ([]engine.Token, *engine.Summary) {
+	t.Helper()
+	var toks []engine.Token
+	var sum *engine.Summary
+	err := e.Generate(t.Context(), req, func(tk engine.Token) error {
+		require.Nil(t, sum, "no token after the summary")
+		if tk.Final != nil {
+			sum = tk.Final
+		}
+		toks = append(toks, tk)
+		return nil
+	})
+	require.NoError(t, err)
+	require.NotNil(t, sum)
+	return toks, sum
 }
 
 // TokenizerOnly writes a directory with only config.json (of the fixture)

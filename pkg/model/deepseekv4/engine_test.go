@@ -2,9 +2,6 @@ package deepseekv4_test
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -25,10 +22,7 @@ func servable(t *testing.T) *engine.Engine {
 	dir := t.TempDir()
 	shape := deepseekv4test.Tiny()
 	require.NoError(t, deepseekv4test.Write(dir, shape, deepseekv4test.Options{Seed: 21}))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), enginetest.TokenizerJSON(shape.Vocab), 0o644))
-	tc, err := json.Marshal(map[string]any{"chat_template": enginetest.ChatTemplate, "eos_token": "<|im_end|>", "bos_token": nil})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), tc, 0o644))
+	enginetest.WriteTokenizer(t, dir, shape.Vocab)
 	e, err := engine.Load(t.Context(), dir, engine.Options{Loaders: archs.Loaders(), CacheType: kernels.F32, PrefillChunk: 16})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.Close() })

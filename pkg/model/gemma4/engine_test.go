@@ -83,16 +83,7 @@ func TestChatThroughEngine(t *testing.T) {
 	require.Equal(t, "gemma4", e.Info().ModelType)
 
 	const n = 6
-	var sum *engine.Summary
-	err = e.Generate(t.Context(), &engine.Request{Messages: []chat.Message{{Role: "user", Content: "Hello!"}}, MaxTokens: n},
-		func(tok engine.Token) error {
-			if tok.Final != nil {
-				sum = tok.Final
-			}
-			return nil
-		})
-	require.NoError(t, err)
-	require.NotNil(t, sum)
+	_, sum := enginetest.Generate(t, e, &engine.Request{Messages: []chat.Message{{Role: "user", Content: "Hello!"}}, MaxTokens: n})
 
 	tok, err := e.Tokenizer()
 	require.NoError(t, err)

@@ -102,16 +102,7 @@ func TestChatThroughEngine(t *testing.T) {
 	require.Equal(t, chat.FormatHarmony, chat.DetectFormat("gpt_oss", tmpl))
 
 	const n = 6
-	var sum *engine.Summary
-	err = e.Generate(t.Context(), &engine.Request{Messages: effortLow, TemplateKwargs: map[string]any{"reasoning_effort": "low"}, MaxTokens: n},
-		func(tok engine.Token) error {
-			if tok.Final != nil {
-				sum = tok.Final
-			}
-			return nil
-		})
-	require.NoError(t, err)
-	require.NotNil(t, sum)
+	_, sum := enginetest.Generate(t, e, &engine.Request{Messages: effortLow, TemplateKwargs: map[string]any{"reasoning_effort": "low"}, MaxTokens: n})
 	tok, err := e.Tokenizer()
 	require.NoError(t, err)
 	want := reference(t, "reasoning_effort_low").today(t)
