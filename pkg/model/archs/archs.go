@@ -33,40 +33,29 @@ func Loaders() model.Loaders {
 // experts from an external store (expert streaming), a loader that does.
 func StoreLoaders() moe.StoreLoaders {
 	return moe.StoreLoaders{
-		gemma4.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
-			m, err := gemma4.Load(ctx, dir, cfg, b, gemma4.LoadOptions{Store: store})
-			if err != nil {
-				return nil, err
-			}
-			return m, nil
-		},
-		gptoss.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
-			m, err := gptoss.Load(ctx, dir, cfg, b, gptoss.LoadOptions{Store: store})
-			if err != nil {
-				return nil, err
-			}
-			return m, nil
-		},
-		qwen35moe.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
-			m, err := qwen35moe.Load(ctx, dir, cfg, b, qwen35moe.LoadOptions{Store: store})
-			if err != nil {
-				return nil, err
-			}
-			return m, nil
-		},
-		deepseekv4.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
-			m, err := deepseekv4.Load(ctx, dir, cfg, b, deepseekv4.LoadOptions{Store: store})
-			if err != nil {
-				return nil, err
-			}
-			return m, nil
-		},
-		qwen3moe.ModelType: func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
-			m, err := qwen3moe.Load(ctx, dir, cfg, b, qwen3moe.LoadOptions{Store: store})
-			if err != nil {
-				return nil, err
-			}
-			return m, nil
-		},
+		gemma4.ModelType: withStore(gemma4.Load,
+			func(s moe.Store) gemma4.LoadOptions { return gemma4.LoadOptions{Store: s} }),
+		gptoss.ModelType: withStore(gptoss.Load,
+			func(s moe.Store) gptoss.LoadOptions { return gptoss.LoadOptions{Store: s} }),
+		qwen35moe.ModelType: withStore(qwen35moe.Load,
+			func(s moe.Store) qwen35moe.LoadOptions { return qwen35moe.LoadOptions{Store: s} }),
+		deepseekv4.ModelType: withStore(deepseekv4.Load,
+			func(s moe.Store) deepseekv4.LoadOptions { return deepseekv4.LoadOptions{Store: s} }),
+		qwen3moe.ModelType: withStore(qwen3moe.Load,
+			func(s moe.Store) qwen3moe.LoadOptions { return qwen3moe.LoadOptions{Store: s} }),
+	}
+}
+
+// withStore adapts an architecture's Load to a moe.StoreLoadFunc; opts
+// makes its LoadOptions with the store. A failed load returns a nil
+// model.Model, not a nil *Model in one.
+func withStore[M model.Model, O any](load func(context.Context, string, *modelconfig.Config, kernels.Backend, O) (M, error),
+	opts func(moe.Store) O) moe.StoreLoadFunc {
+	return func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend, store moe.Store) (model.Model, error) {
+		m, err := load(ctx, dir, cfg, b, opts(store))
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
 }
