@@ -34,6 +34,7 @@ func TestDequantAllFixtures(t *testing.T) {
 		for base, want := range fx.Dequant {
 			tt, err := w.Matrix(strings.TrimSuffix(base, "_blocks"))
 			require.NoError(t, err, "%s: %s", name, base)
+			require.Equal(t, want.Shape, tt.Shape, "%s: %s shape", name, base)
 			got := tt.M.Dequantize()
 			require.Len(t, got, len(want.Data), "%s: %s (shape %v vs %v)", name, base, tt.Shape, want.Shape)
 			for i := range got {
