@@ -18,20 +18,12 @@ type File struct {
 // Open maps path and validates its header. The caller must Close it; slices
 // returned by Bytes are valid until then.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, size, h, err := openHeader(path)
 	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("open %s: %w", path, err), fault.ErrIO)
+		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("stat %s: %w", path, err), fault.ErrIO)
-	}
-	h, err := ReadHeader(f, st.Size())
-	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("%s: %w", path, err), fault.ErrIO)
-	}
-	data, unmap, err := mapFile(f, st.Size())
+	data, unmap, err := mapFile(f, size)
 	if err != nil {
 		return nil, fault.Mark(fmt.Errorf("map %s: %w", path, err), fault.ErrIO)
 	}
@@ -40,20 +32,32 @@ func Open(path string) (*File, error) {
 
 // ReadFileHeader reads and validates only the header of path.
 func ReadFileHeader(path string) (*Header, error) {
+	f, _, h, err := openHeader(path)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	return h, nil
+}
+
+// openHeader opens path and reads and validates its header; on success the
+// caller closes the file.
+func openHeader(path string) (*os.File, int64, *Header, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("open %s: %w", path, err), fault.ErrIO)
+		return nil, 0, nil, fault.Mark(fmt.Errorf("open %s: %w", path, err), fault.ErrIO)
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("stat %s: %w", path, err), fault.ErrIO)
+		f.Close()
+		return nil, 0, nil, fault.Mark(fmt.Errorf("stat %s: %w", path, err), fault.ErrIO)
 	}
 	h, err := ReadHeader(f, st.Size())
 	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("%s: %w", path, err), fault.ErrIO)
+		f.Close()
+		return nil, 0, nil, fault.Mark(fmt.Errorf("%s: %w", path, err), fault.ErrIO)
 	}
-	return h, nil
+	return f, st.Size(), h, nil
 }
 
 // Header returns the validated header.
