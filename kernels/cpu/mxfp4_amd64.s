@@ -1,6 +1,7 @@
 //go:build amd64 && !noasm
 
 #include "textflag.h"
+#include "reduce_amd64.h"
 
 // MXFP4 (E2M1 codes, E8M0 scale per 32) and bf16 weights, in the canonical
 // order of simd_amd64.s: every weight is decoded exactly to f32 (an E2M1
@@ -23,16 +24,6 @@ GLOBL mx4lut<>(SB), RODATA|NOPTR, $16
 DATA nib4<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA nib4<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
 GLOBL nib4<>(SB), RODATA|NOPTR, $16
-
-// REDUCE sums the 8 lanes of Y into the low lane of X (the same register),
-// with the tree of simd_amd64.s.
-#define REDUCE(Y, X, T) \
-	VEXTRACTF128 $1, Y, T; \
-	VADDPS T, X, X; \
-	VSHUFPS $0x4E, X, X, T; \
-	VADDPS T, X, X; \
-	VSHUFPS $0xB1, X, X, T; \
-	VADDPS T, X, X
 
 // MXDEC decodes the 16 code bytes at CODES into the weight-ordered int8
 // values 2·e2m1 of weights 0..15 (in LO) and 16..31 (in HI). X14 holds the
@@ -117,15 +108,7 @@ gm4group:
 	JNZ  gm4group
 
 gm4done:
-	MOVQ out+56(FP), DX
-	REDUCE(Y0, X0, X12)
-	VMOVSS X0, 0(DX)
-	REDUCE(Y1, X1, X12)
-	VMOVSS X1, 4(DX)
-	REDUCE(Y2, X2, X12)
-	VMOVSS X2, 8(DX)
-	REDUCE(Y3, X3, X12)
-	VMOVSS X3, 12(DX)
+	STORE4(out+56(FP), X12)
 	VZEROUPPER
 	RET
 
@@ -207,15 +190,7 @@ gbloop:
 	JNZ  gbloop
 
 gbdone:
-	MOVQ out+32(FP), DX
-	REDUCE(Y0, X0, X12)
-	VMOVSS X0, 0(DX)
-	REDUCE(Y1, X1, X12)
-	VMOVSS X1, 4(DX)
-	REDUCE(Y2, X2, X12)
-	VMOVSS X2, 8(DX)
-	REDUCE(Y3, X3, X12)
-	VMOVSS X3, 12(DX)
+	STORE4(out+32(FP), X12)
 	VZEROUPPER
 	RET
 

@@ -1,6 +1,7 @@
 //go:build amd64 && !noasm
 
 #include "textflag.h"
+#include "reduce_amd64.h"
 
 // AVX2/FMA kernels. Every dot product accumulates one 8-lane register per
 // output over k in order, then reduces it with the same tree (REDUCE), so
@@ -19,16 +20,6 @@ GLOBL shifts4<>(SB), RODATA|NOPTR, $32
 
 DATA mask4<>+0(SB)/4, $15
 GLOBL mask4<>(SB), RODATA|NOPTR, $4
-
-// REDUCE sums the 8 lanes of Y into the low lane of X (the same register)
-// with a fixed tree: (a_i + a_{i+4}), then pairs (0,2),(1,3), then the two.
-#define REDUCE(Y, X, T) \
-	VEXTRACTF128 $1, Y, T; \
-	VADDPS T, X, X; \
-	VSHUFPS $0x4E, X, X, T; \
-	VADDPS T, X, X; \
-	VSHUFPS $0xB1, X, X, T; \
-	VADDPS T, X, X
 
 // LOADS4 broadcasts the bf16 scales of the current group of four rows
 // (rows at BX + {0, R11, R12, R13}) into Y4..Y7.
@@ -58,18 +49,6 @@ GLOBL mask4<>(SB), RODATA|NOPTR, $4
 	VPBROADCASTW (DX)(R13*1), Y11; \
 	VPSLLD $16, Y11, Y11; \
 	VFMADD231PS Y11, Y8, Y3
-
-// STORE4 reduces the row sums Y0..Y3 into out[0..3].
-#define STORE4(OUT) \
-	MOVQ OUT, DX; \
-	REDUCE(Y0, X0, X12); \
-	VMOVSS X0, 0(DX); \
-	REDUCE(Y1, X1, X12); \
-	VMOVSS X1, 4(DX); \
-	REDUCE(Y2, X2, X12); \
-	VMOVSS X2, 8(DX); \
-	REDUCE(Y3, X3, X12); \
-	VMOVSS X3, 12(DX)
 
 // NIB4 adds one 16-weight block of a 4-bit row (8 code bytes at ADDR,
 // group scale in S) to ACC, with the prepared inputs in Y8 (even) and Y9
@@ -181,15 +160,7 @@ d41loop:
 	JNZ         d41loop
 
 d41done:
-	MOVQ out+32(FP), DX
-	REDUCE(Y0, X0, X5)
-	VMOVSS X0, 0(DX)
-	REDUCE(Y1, X1, X5)
-	VMOVSS X1, 4(DX)
-	REDUCE(Y2, X2, X5)
-	VMOVSS X2, 8(DX)
-	REDUCE(Y3, X3, X5)
-	VMOVSS X3, 12(DX)
+	STORE4(out+32(FP), X5)
 	VZEROUPPER
 	RET
 
@@ -247,15 +218,7 @@ d43loop:
 	JNZ         d43loop
 
 d43done:
-	MOVQ out+48(FP), DX
-	REDUCE(Y0, X0, X12)
-	VMOVSS X0, 0(DX)
-	REDUCE(Y1, X1, X12)
-	VMOVSS X1, 4(DX)
-	REDUCE(Y2, X2, X12)
-	VMOVSS X2, 8(DX)
-	REDUCE(Y3, X3, X12)
-	VMOVSS X3, 12(DX)
+	STORE4(out+48(FP), X12)
 	REDUCE(Y4, X4, X12)
 	VMOVSS X4, 16(DX)
 	REDUCE(Y5, X5, X12)
@@ -443,7 +406,7 @@ ga4block:
 	ADDQ $32, R14
 	DECQ CX
 	JNZ  ga4group
-	STORE4(out+72(FP))
+	STORE4(out+72(FP), X12)
 	VZEROUPPER
 	RET
 
@@ -493,7 +456,7 @@ ga8chunk:
 	ADDQ $32, R14
 	DECQ CX
 	JNZ  ga8group
-	STORE4(out+72(FP))
+	STORE4(out+72(FP), X12)
 	VZEROUPPER
 	RET
 
