@@ -608,35 +608,53 @@ func (p *parser) parseExpr(ts *tokStream, withCond bool) (expr, error) {
 }
 
 func (p *parser) parseOr(ts *tokStream) (expr, error) {
-	l, err := p.parseAnd(ts)
+	return p.parseLeft(ts, anyName("or"), p.parseAnd)
+}
+
+func (p *parser) parseAnd(ts *tokStream) (expr, error) {
+	return p.parseLeft(ts, anyName("and"), p.parseNot)
+}
+
+// parseLeft parses a left-associative chain of operands (next) joined by
+// the binary operators isOp accepts.
+func (p *parser) parseLeft(ts *tokStream, isOp func(*tokStream) bool, next func(*tokStream) (expr, error)) (expr, error) {
+	l, err := next(ts)
 	if err != nil {
 		return nil, err
 	}
-	for ts.peekName("or") {
-		line := ts.next().line
-		r, err := p.parseAnd(ts)
+	for isOp(ts) {
+		t := ts.next()
+		r, err := next(ts)
 		if err != nil {
 			return nil, err
 		}
-		l = &binExpr{op: "or", l: l, r: r, line: line}
+		l = &binExpr{op: t.s, l: l, r: r, line: t.line}
 	}
 	return l, nil
 }
 
-func (p *parser) parseAnd(ts *tokStream) (expr, error) {
-	l, err := p.parseNot(ts)
-	if err != nil {
-		return nil, err
-	}
-	for ts.peekName("and") {
-		line := ts.next().line
-		r, err := p.parseNot(ts)
-		if err != nil {
-			return nil, err
+// anyName and anyOp report whether the next token is one of the keyword
+// or symbol operators given.
+func anyName(names ...string) func(*tokStream) bool {
+	return func(ts *tokStream) bool {
+		for _, n := range names {
+			if ts.peekName(n) {
+				return true
+			}
 		}
-		l = &binExpr{op: "and", l: l, r: r, line: line}
+		return false
 	}
-	return l, nil
+}
+
+func anyOp(ops ...string) func(*tokStream) bool {
+	return func(ts *tokStream) bool {
+		for _, o := range ops {
+			if ts.peekOp(o) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func (p *parser) parseNot(ts *tokStream) (expr, error) {
@@ -689,67 +707,19 @@ func (p *parser) parseCompare(ts *tokStream) (expr, error) {
 }
 
 func (p *parser) parseMath1(ts *tokStream) (expr, error) {
-	l, err := p.parseConcat(ts)
-	if err != nil {
-		return nil, err
-	}
-	for ts.peekOp("+") || ts.peekOp("-") {
-		t := ts.next()
-		r, err := p.parseConcat(ts)
-		if err != nil {
-			return nil, err
-		}
-		l = &binExpr{op: t.s, l: l, r: r, line: t.line}
-	}
-	return l, nil
+	return p.parseLeft(ts, anyOp("+", "-"), p.parseConcat)
 }
 
 func (p *parser) parseConcat(ts *tokStream) (expr, error) {
-	l, err := p.parseMath2(ts)
-	if err != nil {
-		return nil, err
-	}
-	for ts.peekOp("~") {
-		t := ts.next()
-		r, err := p.parseMath2(ts)
-		if err != nil {
-			return nil, err
-		}
-		l = &binExpr{op: "~", l: l, r: r, line: t.line}
-	}
-	return l, nil
+	return p.parseLeft(ts, anyOp("~"), p.parseMath2)
 }
 
 func (p *parser) parseMath2(ts *tokStream) (expr, error) {
-	l, err := p.parsePow(ts)
-	if err != nil {
-		return nil, err
-	}
-	for ts.peekOp("*") || ts.peekOp("/") || ts.peekOp("//") || ts.peekOp("%") {
-		t := ts.next()
-		r, err := p.parsePow(ts)
-		if err != nil {
-			return nil, err
-		}
-		l = &binExpr{op: t.s, l: l, r: r, line: t.line}
-	}
-	return l, nil
+	return p.parseLeft(ts, anyOp("*", "/", "//", "%"), p.parsePow)
 }
 
 func (p *parser) parsePow(ts *tokStream) (expr, error) {
-	l, err := p.parseUnary(ts, true)
-	if err != nil {
-		return nil, err
-	}
-	for ts.peekOp("**") {
-		t := ts.next()
-		r, err := p.parseUnary(ts, true)
-		if err != nil {
-			return nil, err
-		}
-		l = &binExpr{op: "**", l: l, r: r, line: t.line}
-	}
-	return l, nil
+	return p.parseLeft(ts, anyOp("**"), func(ts *tokStream) (expr, error) { return p.parseUnary(ts, true) })
 }
 
 func (p *parser) parseUnary(ts *tokStream, withFilter bool) (expr, error) {
