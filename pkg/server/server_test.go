@@ -51,6 +51,7 @@ type setup struct {
 	server  server.Options
 	gate    chan struct{}
 	fixture string // an engine fixture instead of the scripted model
+	noEOS   bool   // generate to max_tokens: no end-of-sequence ids
 }
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -90,6 +91,9 @@ func newHarness(t *testing.T, s setup) *harness {
 	}
 	s.sched.Logger = quiet
 	s.sched.EOS = e.EOS()
+	if s.noEOS {
+		s.sched.EOS = nil
+	}
 	metrics := server.NewMetrics()
 	s.sched.Observer = metrics
 	s.sched.CacheType = kernels.F32
@@ -624,7 +628,9 @@ func TestQueueFullAndDrain(t *testing.T) {
 // A client that goes away cancels its sequence; the batch goes on.
 func TestClientDisconnect(t *testing.T) {
 	gate := make(chan struct{})
-	h := newHarness(t, setup{gate: gate, fixture: "qwen3_moe"})
+	// No end-of-sequence: only the cancellation can end the sequence (the
+	// server notices the disconnect while steps go on).
+	h := newHarness(t, setup{gate: gate, fixture: "qwen3_moe", noEOS: true})
 	ctx, cancel := context.WithCancel(t.Context())
 	errs := make(chan error, 1)
 	go func() {
@@ -638,8 +644,12 @@ func TestClientDisconnect(t *testing.T) {
 		errs <- err
 	}()
 	require.Eventually(t, func() bool { return h.sched.Stats().Running == 1 }, 5*time.Second, time.Millisecond)
-	for range 3 {
-		gate <- struct{}{}
+	for i := range 3 {
+		select {
+		case gate <- struct{}{}:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("step %d never came: %+v", i, h.sched.Stats())
+		}
 	}
 	cancel()
 	require.Error(t, recv(t, errs, "the cancelled client"))
