@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/golden"
 	"github.com/maniac-ai/mach/pkg/registry"
 	"github.com/stretchr/testify/require"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func runApp(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
@@ -25,21 +21,10 @@ func runApp(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(p, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(p)
-	require.NoError(t, err, "run go test -update to create %s", p)
-	require.Equal(t, string(want), got)
-}
-
 func TestTable(t *testing.T) {
 	out, _, code := runApp(t)
 	require.Equal(t, 0, code)
-	golden(t, "archs.golden", out)
+	golden.Check(t, "archs.golden", out)
 	for _, n := range []string{"deepseek_v4", "gemma4", "gpt_oss", "qwen3_5_moe", "qwen3_moe"} {
 		require.Contains(t, out, n)
 	}
@@ -48,7 +33,7 @@ func TestTable(t *testing.T) {
 func TestJSON(t *testing.T) {
 	out, _, code := runApp(t, "--json")
 	require.Equal(t, 0, code)
-	golden(t, "archs.json.golden", out)
+	golden.Check(t, "archs.json.golden", out)
 	var got []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
 	require.Len(t, got, 5)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,7 @@ import (
 	ct "github.com/maniac-ai/mach/pkg/checkpoint/checkpointtest"
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	models "github.com/maniac-ai/mach/pkg/fixture"
+	"github.com/maniac-ai/mach/pkg/golden"
 	"github.com/maniac-ai/mach/pkg/hostmem"
 	"github.com/maniac-ai/mach/pkg/prune"
 	"github.com/maniac-ai/mach/pkg/pruneplan"
@@ -24,8 +24,6 @@ import (
 	"github.com/maniac-ai/mach/pkg/sidecar/export"
 	"github.com/stretchr/testify/require"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // testDeps are the real dependencies with a fixed 32 GB host.
 func testDeps() deps {
@@ -45,17 +43,6 @@ func runApp(t *testing.T, d deps, args ...string) (stdout, stderr string, code i
 	argv := cliapp.Interspersed(app, append([]string{"mach-check"}, args...))
 	code = cliapp.Run(context.Background(), app, argv, &errb)
 	return out.String(), errb.String(), code
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(p, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(p)
-	require.NoError(t, err, "run go test -update to create %s", p)
-	require.Equal(t, string(want), got)
 }
 
 // fixture materializes a header-only checkpoint and returns its directory.
@@ -80,7 +67,7 @@ func TestReportGolden(t *testing.T) {
 			if tc.why != "" {
 				require.Contains(t, errOut, tc.why)
 			}
-			golden(t, "report_"+tc.name+".golden", strings.ReplaceAll(out, dir, "$CKPT"))
+			golden.Check(t, "report_"+tc.name+".golden", strings.ReplaceAll(out, dir, "$CKPT"))
 		})
 	}
 }
@@ -114,10 +101,10 @@ func TestReportJSON(t *testing.T) {
 func TestAllArchs(t *testing.T) {
 	out, _, code := runApp(t, testDeps(), "--all-archs")
 	require.Equal(t, cliapp.ExitOK, code)
-	golden(t, "all_archs.golden", out)
+	golden.Check(t, "all_archs.golden", out)
 	out, _, code = runApp(t, testDeps(), "--all-archs", "--json")
 	require.Equal(t, cliapp.ExitOK, code)
-	golden(t, "all_archs.json.golden", out)
+	golden.Check(t, "all_archs.json.golden", out)
 	var m struct {
 		Paths []string                                `json:"paths"`
 		Archs map[string]map[string]map[string]string `json:"archs"`
@@ -156,7 +143,7 @@ func TestEngineLayoutReport(t *testing.T) {
 
 	out, errOut, code := runApp(t, testDeps(), dir)
 	require.Equal(t, cliapp.ExitOK, code, errOut)
-	golden(t, "report_engine.golden", strings.ReplaceAll(out, dir, "$CKPT"))
+	golden.Check(t, "report_engine.golden", strings.ReplaceAll(out, dir, "$CKPT"))
 
 	// The sidecar loses a layer file: a warning, and sidecar=invalid (the
 	// engine-layout experts are still served resident).
@@ -284,7 +271,7 @@ func TestRepoID(t *testing.T) {
 		"/mlx-community/Tiny-4bit/resolve/main/expert_sidecar/layout.json",
 	}, f.requests, "config.json and layout.json only; weights are never requested")
 	require.Equal(t, []string{"Bearer hf_test", "Bearer hf_test"}, f.auth)
-	golden(t, "report_remote.golden", out)
+	golden.Check(t, "report_remote.golden", out)
 	_, err = os.Stat(filepath.Join(cache, "hub", "models--mlx-community--Tiny-4bit", "snapshots", "main", "config.json"))
 	require.NoError(t, err, "cached under the engine cache root")
 

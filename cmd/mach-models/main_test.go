@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,22 +13,9 @@ import (
 
 	ct "github.com/maniac-ai/mach/pkg/checkpoint/checkpointtest"
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/golden"
 	"github.com/stretchr/testify/require"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(p, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(p)
-	require.NoError(t, err, "run go test -update to create %s", p)
-	require.Equal(t, string(want), got)
-}
 
 // world is a cache root, an extra directory and an environment.
 type world struct {
@@ -80,7 +66,7 @@ func TestLocalListing(t *testing.T) {
 	out, errOut, code := w.run(t)
 	require.Equal(t, cliapp.ExitOK, code, errOut)
 	require.Contains(t, errOut, "set LME_CATALOG_URL and LME_CATALOG_TOKEN", "the hint")
-	golden(t, "local.golden", out)
+	golden.Check(t, "local.golden", out)
 
 	out, _, code = w.run(t, "--json")
 	require.Equal(t, cliapp.ExitOK, code)
@@ -160,7 +146,7 @@ func TestCatalogMerge(t *testing.T) {
 	require.Equal(t, "/api/v1/local-moe/catalog", gotPath)
 	require.Equal(t, "Bearer jwt", gotAuth)
 	require.NotContains(t, errOut, "LME_CATALOG_URL", "no hint when the catalog is configured")
-	golden(t, "merged.golden", out)
+	golden.Check(t, "merged.golden", out)
 }
 
 func TestCatalogFailuresFallBackToLocal(t *testing.T) {
@@ -184,7 +170,7 @@ func TestCatalogFailuresFallBackToLocal(t *testing.T) {
 			require.Equal(t, cliapp.ExitOK, code)
 			require.Contains(t, errOut, "warning: remote catalog unavailable")
 			require.Contains(t, errOut, tt.want)
-			golden(t, "local.golden", out)
+			golden.Check(t, "local.golden", out)
 		})
 	}
 	t.Run("unreachable", func(t *testing.T) {
@@ -195,7 +181,7 @@ func TestCatalogFailuresFallBackToLocal(t *testing.T) {
 		out, errOut, code := w.run(t)
 		require.Equal(t, cliapp.ExitOK, code)
 		require.Contains(t, errOut, "cannot reach")
-		golden(t, "local.golden", out)
+		golden.Check(t, "local.golden", out)
 	})
 	t.Run("bad URL", func(t *testing.T) {
 		w := newWorld(t)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +11,9 @@ import (
 
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	"github.com/maniac-ai/mach/pkg/fixture"
+	"github.com/maniac-ai/mach/pkg/golden"
 	"github.com/stretchr/testify/require"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func runApp(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
@@ -24,18 +22,6 @@ func runApp(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	app.Writer, app.ErrWriter = &out, &errb
 	code = cliapp.Run(context.Background(), app, append([]string{"mach-prune"}, args...), &errb)
 	return out.String(), errb.String(), code
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(p, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(p)
-	require.NoError(t, err, "run go test -update to create %s", p)
-	require.Equal(t, string(want), got)
 }
 
 func source(t *testing.T) string {
@@ -65,7 +51,7 @@ func TestPrune(t *testing.T) {
 			stdout, stderr, code := runApp(t, "--source", src, "--output", out, "--plan", p, "--candidate-id", id)
 			require.Equal(t, cliapp.ExitOK, code, stderr)
 			require.Empty(t, stderr, "no progress when stderr is not a terminal")
-			golden(t, id+".golden", strings.NewReplacer(src, "$SRC", out, "$OUT").Replace(stdout))
+			golden.Check(t, id+".golden", strings.NewReplacer(src, "$SRC", out, "$OUT").Replace(stdout))
 			require.FileExists(t, filepath.Join(out, "expert_map.json"))
 		})
 	}

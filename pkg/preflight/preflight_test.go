@@ -3,13 +3,12 @@ package preflight_test
 import (
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/maniac-ai/mach/pkg/capability"
 	"github.com/maniac-ai/mach/pkg/checkpoint"
+	"github.com/maniac-ai/mach/pkg/golden"
 	"github.com/maniac-ai/mach/pkg/hostmem"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/preflight"
@@ -18,19 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(p, got, 0o644))
-	}
-	want, err := os.ReadFile(p)
-	require.NoError(t, err, "run go test -update to create %s", p)
-	require.Equal(t, string(want), string(got))
-}
-
 // TestThisBuildMatrix pins what this build claims for every path and
 // architecture. A commit that lands a feature flips its flag in ThisBuild
 // and regenerates this file with -update.
@@ -38,7 +24,7 @@ func TestThisBuildMatrix(t *testing.T) {
 	b := preflight.ThisBuild(registry.Default())
 	got, err := json.MarshalIndent(b.Matrix(), "", "  ")
 	require.NoError(t, err)
-	golden(t, "matrix.golden.json", append(got, '\n'))
+	golden.Check(t, "matrix.golden.json", string(append(got, '\n')))
 }
 
 // The build claims nothing it does not have: an architecture without a
