@@ -346,24 +346,12 @@ func (c *cache) speculate(layer int, experts []int) []*entry {
 	if nl < 0 {
 		return nil
 	}
-	var out []*entry
-	for _, e := range c.pred.predict(layer, experts) {
-		x := c.layer(nl)[e]
-		if x.state != absent || x.corrupt != nil {
-			continue
-		}
-		s := c.alloc(x, true)
-		if s < 0 {
-			break
-		}
-		c.place(x, s, true)
-		out = append(out, x)
-	}
-	return out
+	return c.hint(nl, c.pred.predict(layer, experts))
 }
 
-// hint places guesses for layer (early routing): speculative loads into
-// slots worth replacing, as speculate does.
+// hint places guesses for layer (early routing, and speculate's
+// predictions): speculative loads of the experts not held yet into slots
+// worth replacing, until there is none. It returns the entries placed.
 func (c *cache) hint(layer int, experts []int) []*entry {
 	es := c.layer(layer)
 	var out []*entry
