@@ -194,25 +194,36 @@ type response struct {
 	commit string
 }
 
-// get fetches one file, reading at most maxBytes.
-func (c *Client) get(ctx context.Context, repo, revision, file string, maxBytes int64) (*response, error) {
-	u := c.URL(repo, revision, file)
+// fetch GETs u (for repo at revision), refuses an error status, and reads
+// at most maxBytes+1 bytes of the body, so that the caller can tell one
+// that is too long.
+func (c *Client) fetch(ctx context.Context, repo, revision, u string, maxBytes int64) ([]byte, http.Header, error) {
 	resp, err := c.do(ctx, http.MethodGet, u, nil, c.httpClient())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	if err := statusError(resp, c, repo, revision, u); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("read %s: %v", u, err), fault.ErrNetwork)
+		return nil, nil, fault.Mark(fmt.Errorf("read %s: %v", u, err), fault.ErrNetwork)
+	}
+	return body, resp.Header, nil
+}
+
+// get fetches one file, reading at most maxBytes.
+func (c *Client) get(ctx context.Context, repo, revision, file string, maxBytes int64) (*response, error) {
+	u := c.URL(repo, revision, file)
+	body, header, err := c.fetch(ctx, repo, revision, u, maxBytes)
+	if err != nil {
+		return nil, err
 	}
 	if int64(len(body)) > maxBytes {
 		return nil, fault.Mark(fmt.Errorf("%s is larger than %d bytes; not a metadata file", u, maxBytes), fault.ErrNetwork)
 	}
-	return &response{body: body, commit: resp.Header.Get("X-Repo-Commit")}, nil
+	return &response{body: body, commit: header.Get("X-Repo-Commit")}, nil
 }
 
 func unwrapURLError(err error) error {

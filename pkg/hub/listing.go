@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -206,17 +204,9 @@ func (c *Client) List(ctx context.Context, repo, revision string) (*Listing, err
 		return nil, err
 	}
 	u := c.ListingURL(repo, revision)
-	resp, err := c.do(ctx, http.MethodGet, u, nil, c.httpClient())
+	b, _, err := c.fetch(ctx, repo, revision, u, maxListingSize)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	if err := statusError(resp, c, repo, revision, u); err != nil {
-		return nil, err
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxListingSize+1))
-	if err != nil {
-		return nil, fault.Mark(fmt.Errorf("read %s: %v", u, err), fault.ErrNetwork)
 	}
 	l, err := ParseListing(b)
 	if err != nil {
