@@ -250,11 +250,8 @@ func (p *parser) parseStatement(seg *segment) (node, error) {
 		if err := ts.expectEnd(); err != nil {
 			return nil, err
 		}
-		body, stop, err := p.parseBody([]string{"endfilter"})
+		body, err := p.parseBlock("endfilter")
 		if err != nil {
-			return nil, err
-		}
-		if err := endTag(stop); err != nil {
 			return nil, err
 		}
 		return &filterBlockNode{fl: fl, body: body}, nil
@@ -264,11 +261,8 @@ func (p *parser) parseStatement(seg *segment) (node, error) {
 		if err := ts.expectEnd(); err != nil {
 			return nil, err
 		}
-		body, stop, err := p.parseBody([]string{"endgeneration"})
+		body, err := p.parseBlock("endgeneration")
 		if err != nil {
-			return nil, err
-		}
-		if err := endTag(stop); err != nil {
 			return nil, err
 		}
 		return &filterBlockNode{body: body}, nil
@@ -295,6 +289,18 @@ func (p *parser) parseStatement(seg *segment) (node, error) {
 		return nil, &SyntaxError{Line: seg.line, Msg: fmt.Sprintf("unexpected '%s': no open block to close", kw)}
 	}
 	return nil, &SyntaxError{Line: seg.line, Msg: fmt.Sprintf("unknown statement '%s'", kw)}
+}
+
+// parseBlock parses a body up to its end tag end, which must stand alone.
+func (p *parser) parseBlock(end string) ([]node, error) {
+	body, stop, err := p.parseBody([]string{end})
+	if err != nil {
+		return nil, err
+	}
+	if err := endTag(stop); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 func endTag(stop *segment) error {
@@ -328,11 +334,8 @@ func (p *parser) parseIf(ts *tokStream) (node, error) {
 			if err := endTag(stop); err != nil {
 				return nil, err
 			}
-			els, stop2, err := p.parseBody([]string{"endif"})
+			els, err := p.parseBlock("endif")
 			if err != nil {
-				return nil, err
-			}
-			if err := endTag(stop2); err != nil {
 				return nil, err
 			}
 			n.els = els
@@ -386,11 +389,8 @@ func (p *parser) parseFor(ts *tokStream, line int) (node, error) {
 		return nil, err
 	}
 	if stop.toks[0].s == "else" {
-		els, stop2, err := p.parseBody([]string{"endfor"})
+		els, err := p.parseBlock("endfor")
 		if err != nil {
-			return nil, err
-		}
-		if err := endTag(stop2); err != nil {
 			return nil, err
 		}
 		n.els = els
@@ -460,11 +460,8 @@ func (p *parser) parseSet(ts *tokStream, line int) (node, error) {
 	if err := ts.expectEnd(); err != nil {
 		return nil, err
 	}
-	body, stop, err := p.parseBody([]string{"endset"})
+	body, err := p.parseBlock("endset")
 	if err != nil {
-		return nil, err
-	}
-	if err := endTag(stop); err != nil {
 		return nil, err
 	}
 	n.body = body
