@@ -39,6 +39,10 @@ type Options struct {
 	FrequencyPenalty float64
 	// Seed makes sampling reproducible; nil draws a seed from the clock.
 	Seed *uint64
+	// Logprobs reports the chosen token's log-probability in
+	// Result.Logprob. It costs a pass of exp over the vocabulary per token,
+	// so it is off unless asked for; TopLogprobs > 0 implies it.
+	Logprobs bool
 	// TopLogprobs is how many of the most likely tokens to report with
 	// their log-probabilities (0 = none).
 	TopLogprobs int
@@ -78,7 +82,8 @@ type TokenLogprob struct {
 // Result is one sampling decision.
 type Result struct {
 	Token int32
-	// Logprob is the chosen token's log-probability under the model.
+	// Logprob is the chosen token's log-probability under the model (0
+	// unless Options.Logprobs or Options.TopLogprobs asks for it).
 	Logprob float32
 	// Top holds the Options.TopLogprobs most likely tokens, most likely
 	// first.
@@ -146,7 +151,9 @@ func (s *Sampler) Sample(logits []float32) (Result, error) {
 		}
 		res.Token = id
 	}
-	res.Logprob = logSoftmaxAt(logits, res.Token)
+	if s.opts.Logprobs || s.opts.TopLogprobs > 0 {
+		res.Logprob = logSoftmaxAt(logits, res.Token)
+	}
 	s.Accept(res.Token)
 	return res, nil
 }

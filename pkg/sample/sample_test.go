@@ -23,6 +23,28 @@ func TestGreedy(t *testing.T) {
 	require.InDelta(t, 1.5-lse, r.Top[2].Logprob, 1e-6)
 }
 
+// The chosen token's logprob is computed only when asked for (it costs a
+// pass of exp over the vocabulary).
+func TestLogprobOnlyWhenAsked(t *testing.T) {
+	logits := []float32{0.1, 2, -1, 2, 1.5}
+	lse := math.Log(math.Exp(0.1) + math.Exp(2) + math.Exp(-1) + math.Exp(2) + math.Exp(1.5))
+	for _, tc := range []struct {
+		opts Options
+		want float64
+	}{
+		{Options{}, 0},
+		{Options{Logprobs: true}, 2 - lse},
+		{Options{TopLogprobs: 1}, 2 - lse},
+	} {
+		s, err := New(tc.opts)
+		require.NoError(t, err)
+		r, err := s.Sample(logits)
+		require.NoError(t, err)
+		require.Equal(t, int32(1), r.Token)
+		require.InDelta(t, tc.want, r.Logprob, 1e-6, "%+v", tc.opts)
+	}
+}
+
 func TestSeedReproducible(t *testing.T) {
 	logits := make([]float32, 50)
 	for i := range logits {

@@ -38,8 +38,8 @@ func decodeJSON(r *http.Request, v any) error {
 
 // sampling validates the sampling fields (OpenAI's ranges) and returns
 // the sampler options and stop strings.
-func (f *samplingFields) sampling(topLogprobs int) (sample.Options, []string, error) {
-	o := sample.Options{Temperature: 1, TopLogprobs: topLogprobs}
+func (f *samplingFields) sampling(logprobs bool, topLogprobs int) (sample.Options, []string, error) {
+	o := sample.Options{Temperature: 1, Logprobs: logprobs, TopLogprobs: topLogprobs}
 	if len(f.LogitBias) > 0 {
 		return o, nil, notSupported("logit_bias", "logit_bias is not supported by this build's sampler")
 	}
@@ -289,7 +289,7 @@ func (s *Server) chatJob(req *chatRequest) (*chatJob, error) {
 		}
 		topLogprobs = *req.TopLogprobs
 	}
-	opts, stop, err := req.sampling(topLogprobs)
+	opts, stop, err := req.sampling(logprobs, topLogprobs)
 	if err != nil {
 		return nil, err
 	}

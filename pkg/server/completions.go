@@ -155,7 +155,7 @@ func (s *Server) completionJob(req *completionRequest) (*scheduler.Request, stri
 		}
 		top = *req.Logprobs
 	}
-	opts, stop, err := req.sampling(top)
+	opts, stop, err := req.sampling(req.Logprobs != nil, top)
 	if err != nil {
 		return nil, "", err
 	}
