@@ -112,18 +112,19 @@ MAX_POSITIONS = 1024
 
 
 def moe_config(vocab_size=VOCAB_SIZE, smoke=False):
-    """Qwen3MoeConfig keyword arguments of the default model. Sized so that the MoE, the draft
-    and the tokenizer fit the 20 MB budget in bf16 (see size_budget)."""
+    """Qwen3MoeConfig keyword arguments of the default model: 13.2 M parameters (5.3 M active),
+    8 layers of 24 experts (width 64, top-4). Shipped as MLX affine 8-bit (group 64), so that the
+    MoE, the bf16 draft and the tokenizer fit the 20 MB budget (see size_estimate)."""
     ids = special_ids(vocab_size)
     cfg = {
         "vocab_size": vocab_size,
         "hidden_size": 256,
         "intermediate_size": 1024,  # dense MLP width; unused: every layer is MoE
-        "num_hidden_layers": 6,
+        "num_hidden_layers": 8,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "head_dim": 64,
-        "num_experts": 16,
+        "num_experts": 24,
         "num_experts_per_tok": 4,
         "moe_intermediate_size": 64,
         "norm_topk_prob": True,
@@ -144,9 +145,9 @@ def moe_config(vocab_size=VOCAB_SIZE, smoke=False):
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
-    if smoke:
+    if smoke:  # every input dimension a multiple of QUANT_GROUP_SIZE, as the 8-bit format needs
         cfg.update(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                   head_dim=32, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                   head_dim=32, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
                    intermediate_size=128)
     return cfg
 
@@ -211,13 +212,27 @@ def count_params(cfg, moe):
 
 SIZE_BUDGET_BYTES = 20_000_000  # everything under models/default/, draft included
 
+# The MoE model's storage: MLX affine quantization as mlx-lm's convert writes it (every Linear
+# and the embedding; routers at 8 bits group 64; norms bf16). The draft stays bf16.
+QUANT_BITS = 8
+QUANT_GROUP_SIZE = 64
 
-def size_estimate(vocab_size=VOCAB_SIZE, bytes_per_param=2, tokenizer_bytes=700_000,
-                  other_bytes=300_000):
-    """Bytes the package will take: both models' weights in bf16 + tokenizer + small files."""
-    moe = count_params(moe_config(vocab_size), True)["total"]
+
+def quantized_bytes_per_param(bits=QUANT_BITS, group=QUANT_GROUP_SIZE):
+    """Codes plus a bf16 scale and a bf16 bias per group."""
+    return bits / 8 + 4 / group
+
+
+def size_estimate(vocab_size=VOCAB_SIZE, tokenizer_bytes=700_000, other_bytes=300_000):
+    """Bytes the package will take: the MoE's matrices at 8 bits (+ scales and biases) and its
+    norms in bf16, the draft in bf16, the tokenizer and the small files."""
+    cfg = moe_config(vocab_size)
+    moe = count_params(cfg, True)["total"]
+    h, L = cfg["hidden_size"], cfg["num_hidden_layers"]
+    norms = L * (2 * h + 2 * cfg["head_dim"]) + h
     draft = count_params(draft_config(vocab_size), False)["total"]
-    return bytes_per_param * (moe + draft) + tokenizer_bytes + other_bytes
+    return int(quantized_bytes_per_param() * (moe - norms) + 2 * norms + 2 * draft
+               + tokenizer_bytes + other_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +305,9 @@ def perplexity_definition(num_windows=REF_WINDOWS):
         "consecutive windows of %d tokens (stride %d, starting at 0; a shorter last window is kept "
         "if it has at least 2 tokens). Each window is scored as an independent sequence starting at "
         "position 0: nll = -sum over t=1..L-1 of log_softmax(logits[t-1])[ids[t]], in float32 from "
-        "the bf16 weights upcast to float32; ppl = exp(sum nll / sum (L-1)). The reference slice is "
+        "the stored weights dequantized to float32 (8-bit codes: scale * q + bias per group of 64, "
+        "from the bf16 scales and biases; bf16 norms upcast); ppl = exp(sum nll / sum (L-1)). The "
+        "reference slice is "
         "the first %d windows; their ids are listed, so no tokenizer is needed to reproduce it."
         % (EVAL_WINDOW, EVAL_WINDOW, num_windows))
 
@@ -380,10 +397,30 @@ def tree_files(root):
     return sorted(out)
 
 
-def write_json_atomic(path, obj, indent=2):
+def dumps_compact(obj, indent=2, level=0):
+    """JSON like json.dumps(indent=2), except that a list holding no list or object is written on
+    one line (token ids, margins, shares): reference.json stays small and still diffs by field."""
+    pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = ["%s%s: %s" % (inner, json.dumps(str(k), ensure_ascii=False), dumps_compact(v, indent, level + 1))
+                 for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, (list, tuple)):
+        if not any(isinstance(x, (dict, list, tuple)) for x in obj):
+            return json.dumps(list(obj), ensure_ascii=False, separators=(",", ":"))
+        return "[\n" + ",\n".join(inner + dumps_compact(x, indent, level + 1) for x in obj) + "\n" + pad + "]"
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write_json_atomic(path, obj, indent=2, compact_lists=False):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=indent, ensure_ascii=False, sort_keys=False)
+        if compact_lists:
+            f.write(dumps_compact(obj, indent))
+        else:
+            json.dump(obj, f, indent=indent, ensure_ascii=False, sort_keys=False)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())

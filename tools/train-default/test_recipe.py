@@ -16,13 +16,14 @@ import recipe  # noqa: E402
 class RecipeTest(unittest.TestCase):
     def test_param_counts_by_hand(self):
         cfg = recipe.moe_config()
-        h, L, V = 256, 6, 8192
+        h, L, E, V = 256, 8, 24, 8192
         attn = h * 4 * 64 + 2 * h * 2 * 64 + 4 * 64 * h + 2 * 64
-        layer = attn + 2 * h + 16 * 3 * h * 64 + 16 * h
+        layer = attn + 2 * h + E * 3 * h * 64 + E * h
         want = V * h + L * layer + h
         got = recipe.count_params(cfg, True)
         self.assertEqual(got["total"], want)
-        self.assertEqual(got["active"], V * h + L * (attn + 2 * h + 4 * 3 * h * 64 + 16 * h) + h)
+        self.assertEqual(got["active"], V * h + L * (attn + 2 * h + 4 * 3 * h * 64 + E * h) + h)
+        self.assertTrue(12e6 <= got["total"] <= 14e6, got["total"])  # the 12-14 M asked for
         d = recipe.count_params(recipe.draft_config(), False)
         dl = 128 * 2 * 64 + 2 * 128 * 64 + 2 * 64 * 128 + 2 * 64 + 2 * 128 + 3 * 128 * 256
         self.assertEqual(d["total"], V * 128 + 2 * dl + 128)
@@ -39,9 +40,24 @@ class RecipeTest(unittest.TestCase):
         self.assertTrue(2 <= d["num_hidden_layers"] <= 4)
 
     def test_size_budget(self):
-        # bf16 weights of both models + a generous allowance for tokenizer and small files.
-        self.assertLess(recipe.size_estimate(tokenizer_bytes=700_000, other_bytes=100_000),
+        # 8-bit MoE + bf16 draft + a generous allowance for tokenizer and small files.
+        self.assertAlmostEqual(recipe.quantized_bytes_per_param(8, 64), 1.0625)
+        self.assertLess(recipe.size_estimate(tokenizer_bytes=700_000, other_bytes=300_000),
                         recipe.SIZE_BUDGET_BYTES)
+        # Every input dimension of the MoE divides by the group size (mlx-lm would leave such a
+        # layer unquantized), the smoke shapes included.
+        for smoke in (False, True):
+            c = recipe.moe_config(smoke=smoke)
+            for dim in (c["hidden_size"], c["num_attention_heads"] * c["head_dim"], c["moe_intermediate_size"]):
+                self.assertEqual(dim % recipe.QUANT_GROUP_SIZE, 0, (smoke, dim))
+
+    def test_dumps_compact(self):
+        obj = {"a": [1, 2, 3], "b": {"c": [{"d": [0.5, "x"]}], "e": []}, "f": "é", "g": None}
+        text = recipe.dumps_compact(obj)
+        self.assertEqual(json.loads(text), obj)
+        self.assertIn('"a": [1,2,3]', text)
+        self.assertIn('"f": "é"', text)
+        self.assertEqual(recipe.dumps_compact({}), "{}")
 
     def test_special_ids_follow_the_bpe_vocabulary(self):
         ids = recipe.special_ids()
@@ -211,8 +227,13 @@ class CardTest(unittest.TestCase):
             "draft": {"config": dcfg, "params_recipe": recipe.count_params(dcfg, False), "params_model": 2,
                       "runs": [dict(run, name="draft/run1")]},
             "hyperparameters": recipe.TRAIN_DEFAULTS,
+            "quantization": {"format": "MLX affine 8-bit, group size 64", "bits": 8, "group_size": 64,
+                             "model_safetensors_bytes": 14_000_000, "bf16_model_safetensors_bytes": 26_000_000,
+                             "storage": {"codes": 13_000_000, "scales_biases": 800_000, "other": 9000, "tensors": 300},
+                             "relative_error": {"attention": 3e-3, "embedding": 4e-3}},
             "reference": {"slice_ppl_cpu_fp32": 13.0, "slice_tokens": 16000,
-                          "test_split": {"ppl": 13.5, "tokens_scored": 60000},
+                          "test_split": {"ppl": 13.5, "tokens_scored": 60000,
+                                         "bf16_before_quantization": {"ppl": 13.4, "slice_ppl": 12.9}},
                           "draft": {"ppl": 20.0, "test_split_ppl_cuda": 21.0},
                           "greedy": [{"name": "prose", "prompt": "'The'", "output_text": "text", "stopped_on_eos": False},
                                      {"name": "chat", "prompt": "(ChatML) 'Q?'", "output_text": "answer<|im_end|>",
@@ -228,6 +249,8 @@ class CardTest(unittest.TestCase):
         self.assertIn("| moe/run2 | 6 |", text)
         self.assertIn("answer<|im_end|>", text)
         self.assertIn("**chat** — prompt (ChatML) 'Q?' (stopped at eos)", text)
+        self.assertIn("stored as MLX affine 8-bit, group size 64 (norms bfloat16)", text)
+        self.assertIn("13.5000 from the 8-bit weights against 13.4000 from the bf16 ones (+0.75%)", text)
 
     def test_greedy_prompts(self):
         names = [k["name"] for k in recipe.GREEDY_PROMPTS]

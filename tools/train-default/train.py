@@ -10,11 +10,15 @@ reported on its own (a failed stage does not hide the others' results):
   3. moe        Qwen3MoeForCausalLM, bf16 autocast, AdamW, cosine, load-balancing aux loss; a
                 few runs of increasing length (recipe.TRAIN_DEFAULTS["moe_epochs"]) with early
                 stopping on the val split; the best checkpoint is kept (and packed as it goes)
-  4. draft      Qwen3ForCausalLM (dense, small), same recipe
-  5. reference  reload the SAVED checkpoints from disk, float32 on the CPU, eager: perplexity
-                windows, greedy continuations, expert usage -> reference.json
-  6. card       MODEL_CARD.md filled in from the numbers of this run
-  7. pack       OUTDIR/default-model.tar.gz.part-*, summary.json, MODEL_CARD.md, SHA256SUMS
+  4. draft      Qwen3ForCausalLM (dense, small), same recipe; stays bf16
+  5. quantize   the MoE's best float32 weights -> MLX affine 8-bit, group 64 (quantize.py, with
+                tools/refgen's quantizer: every Linear and the embedding, routers 8-bit, norms
+                bf16, experts stacked as mlp.switch_mlp.*), read back and checked value for value
+  6. reference  reload the SAVED checkpoints from disk (the MoE: its 8-bit weights dequantized to
+                float32), float32 on the CPU, eager: perplexity windows, greedy continuations,
+                expert usage -> reference.json
+  7. card       MODEL_CARD.md filled in from the numbers of this run
+  8. pack       OUTDIR/default-model.tar.gz.part-*, summary.json, MODEL_CARD.md, SHA256SUMS
 
 `--smoke` shrinks everything (tiny models, a corpus subset, seconds of training) to check the
 code paths on a new machine; its outputs are marked smoke and are not a model to ship.
@@ -771,17 +775,17 @@ def sweep(kind, cfg, stream, val_windows, epoch_list, lr, hp, device, budget_s, 
     return best, runs
 
 
-def save_checkpoint(kind, cfg, state, out_dir, vocab_size):
-    """Build a fresh model on the CPU, load `state`, cast to bf16 and write it with
+def save_checkpoint(kind, cfg, state, out_dir, vocab_size, dtype=torch.bfloat16):
+    """Build a fresh model on the CPU, load `state`, cast to `dtype` (bf16) and write it with
     save_pretrained (whatever tensor names this transformers version writes), then our
     generation_config.json."""
     m, _ = new_model(kind, cfg, torch.device("cpu"), "eager")
     missing, unexpected = m.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:
         raise RuntimeError("state does not fit the model: missing %s unexpected %s" % (missing, unexpected))
-    m = m.to(torch.bfloat16).eval()
+    m = m.to(dtype).eval()
     # Recorded in config.json; the attribute is "dtype" since transformers 5.0.
-    setattr(m.config, "dtype" if hasattr(m.config, "dtype") else "torch_dtype", torch.bfloat16)
+    setattr(m.config, "dtype" if hasattr(m.config, "dtype") else "torch_dtype", dtype)
     os.makedirs(out_dir, exist_ok=True)
     for f in os.listdir(out_dir):
         if f.endswith(".safetensors") or f in ("config.json", "generation_config.json", "model.safetensors.index.json"):
@@ -932,6 +936,72 @@ def greedy(model, tok, prompt, eos_ids, pad_id, new_tokens):
     return rec
 
 
+def speed_probe(hp, device, steps, experts_impl):
+    """Time `steps` training steps of the full-size MoE and draft on random tokens (batch and
+    sequence length of the recipe) and one CPU float32 forward of a reference window: what a
+    budget needs to know before a full run. Logs and returns the numbers."""
+    out = {}
+    vocab = recipe.VOCAB_SIZE
+    bs, seq = hp["batch_size"], hp["seq_len"]
+    for kind in ("moe", "draft"):
+        cfg = (recipe.moe_config if kind == "moe" else recipe.draft_config)(vocab)
+        seed_all(hp["seed"])
+        model, impl = new_model(kind, cfg, device, "eager" if experts_impl == "dense" else experts_impl)
+        if kind == "moe" and experts_impl == "dense":
+            ok, impl = use_dense_experts(model, cfg, device)
+            log("probe: %s" % impl)
+        monitor = RouterMonitor(model, cfg["num_experts"], cfg["num_experts_per_tok"]) if kind == "moe" else None
+        if monitor is not None:
+            monitor.enabled = True
+        opt = make_optimizer(model, 1e-3, hp, device)
+        x = torch.randint(0, vocab, (bs, seq + 1), device=device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t0 = None
+        warm = 3
+        for step in range(steps + warm):
+            if step == warm:
+                sync(device)
+                t0 = time.time()
+            with autocast(device):
+                logits = forward_logits(model, x[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            if monitor is not None:
+                aux, z = monitor.losses()
+                loss = loss + hp["aux_loss_coef"] * aux + hp["z_loss_coef"] * z
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        sync(device)
+        dt = time.time() - t0
+        tps = steps * bs * seq / dt
+        out[kind] = {"params": param_count(model), "tokens_per_s": round(tps), "ms_per_step": round(1000 * dt / steps, 1),
+                     "experts": impl, "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                     if device.type == "cuda" else None}
+        log("probe: %s %d parameters: %s tok/s, %.1f ms/step (batch %d x %d), peak %s GiB" % (
+            kind, out[kind]["params"], recipe.human_count(tps), 1000 * dt / steps, bs, seq,
+            out[kind]["peak_gpu_memory_gib"]))
+        if monitor is not None:
+            monitor.remove()
+        del model, opt, monitor
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    # The reference's cost: one window of 512 tokens, float32 on the CPU, eager experts.
+    cfg = recipe.moe_config(vocab)
+    m, _ = new_model("moe", cfg, torch.device("cpu"), "eager")
+    m.eval()
+    ids = torch.randint(0, vocab, (1, recipe.EVAL_WINDOW))
+    torch.set_num_threads(max(1, min(16, os.cpu_count() or 1)))
+    with torch.no_grad():
+        forward_logits(m, ids[:, :16])
+        t = time.time()
+        forward_logits(m, ids)
+        out["cpu_window_s"] = round(time.time() - t, 2)
+    log("probe: one %d-token window on the CPU in float32: %.2fs" % (recipe.EVAL_WINDOW, out["cpu_window_s"]))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Main
 
@@ -941,9 +1011,9 @@ def main():
     ap.add_argument("--corpus", required=True, help=".device/corpus (prepare_corpus.sh)")
     ap.add_argument("--out", required=True, help="OUTDIR: at most 8 files are written here")
     ap.add_argument("--work", required=True, help="scratch folder (model files before packing)")
-    ap.add_argument("--deadline-s", type=float, default=420, help="train.py wall-clock budget")
-    ap.add_argument("--moe-budget-s", type=float, default=220)
-    ap.add_argument("--draft-budget-s", type=float, default=110)
+    ap.add_argument("--deadline-s", type=float, default=500, help="train.py wall-clock budget")
+    ap.add_argument("--moe-budget-s", type=float, default=330)
+    ap.add_argument("--draft-budget-s", type=float, default=80)
     ap.add_argument("--moe-epochs", default=None, help="comma list, default %s" % recipe.TRAIN_DEFAULTS["moe_epochs"])
     ap.add_argument("--draft-epochs", default=None)
     ap.add_argument("--batch-size", type=int, default=None)
@@ -952,6 +1022,9 @@ def main():
                          "eager at start-up, falls back to eager) or a transformers backend name (eager, ...)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--smoke", action="store_true", help="tiny everything, to check the code paths")
+    ap.add_argument("--probe", type=int, default=0, metavar="STEPS",
+                    help="only time STEPS training steps of the full-size models (random tokens) and a CPU "
+                         "reference window, write OUT/probe.json, and exit")
     args = ap.parse_args()
 
     deadline = T0 + args.deadline_s
@@ -990,6 +1063,12 @@ def main():
         log("WARNING: no CUDA device: the CPU path is for quick checks (--smoke) only")
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     seed_all(hp["seed"])
+
+    if args.probe:
+        res = speed_probe(hp, device, args.probe, args.experts_impl)
+        res["versions"] = versions()
+        recipe.write_json_atomic(os.path.join(args.out, "probe.json"), res)
+        return
 
     summary = {"format": "mach-default-train-summary-v1", "smoke": args.smoke, "versions": versions(),
                "args": vars(args), "hyperparameters": {k: v for k, v in hp.items()}}
@@ -1069,6 +1148,7 @@ def main():
 
         def save(state, val):
             t = time.time()
+            R[kind + "_state"] = state  # float32, on the CPU: what the MoE's 8-bit weights are made from
             files = save_checkpoint(kind, cfg, state, out_dir, R["vocab"])
             log("%s: saved checkpoint with val ppl %.3f (%s, %.1fs)" % (kind, math.exp(val), ", ".join(files),
                                                                         time.time() - t))
@@ -1109,7 +1189,53 @@ def main():
 
     st.run("draft", stage_draft, needs=("encode",))
 
-    # 5. reference ------------------------------------------------------------------------------
+    # 5. quantize -------------------------------------------------------------------------------
+    def stage_quantize():
+        import quantize as Q
+        cfg = R["moe_cfg"]
+        bf16_dir = os.path.join(args.work, "moe-bf16")
+        deq_dir = os.path.join(args.work, "moe-dequantized-f32")
+        for d in (bf16_dir, deq_dir):
+            if os.path.isdir(d):
+                shutil.rmtree(d)
+            os.makedirs(d)
+        # The bf16 checkpoint of the moe stage leaves the package (kept for the comparison).
+        for f in ("model.safetensors", "config.json", "generation_config.json"):
+            shutil.copy(os.path.join(model_dir, f), os.path.join(bf16_dir, f))
+        hf_cfg = json.load(open(os.path.join(bf16_dir, "config.json")))
+        t = time.time()
+        state = R["moe_state"]
+        tensors, deq, qcfg = Q.quantize_state(state, tied=cfg["tie_word_embeddings"])
+        Q.write(model_dir, tensors, hf_cfg, qcfg)
+        t_q = time.time() - t
+        # Read the file back with an independent reader; it must give the quantizer's values.
+        back = Q.read_dequantized(model_dir)
+        cmp = Q.compare(deq, back)
+        if cmp["only_first"] or cmp["only_second"] or cmp["differ"]:
+            raise RuntimeError("the written 8-bit file does not dequantize to the quantizer's values: %s" %
+                               json.dumps(cmp)[:600])
+        # transformers reads no MLX files: the reference loads this float32 checkpoint of exactly
+        # the dequantized values (save_pretrained, reloaded from disk in the reference stage).
+        save_checkpoint("moe", cfg, back, deq_dir, R["vocab"], dtype=torch.float32)
+        R["moe_bf16_dir"], R["moe_deq_dir"] = bf16_dir, deq_dir
+        size = os.path.getsize(os.path.join(model_dir, "model.safetensors"))
+        info = {"format": Q.FORMAT, "bits": Q.BITS, "group_size": Q.GROUP_SIZE,
+                "quantization": qcfg, "source": "float32 weights of the chosen checkpoint",
+                "readback_equal": True, "seconds": round(t_q, 1),
+                "model_safetensors_bytes": size,
+                "bf16_model_safetensors_bytes": os.path.getsize(os.path.join(bf16_dir, "model.safetensors")),
+                "storage": Q.storage_summary(tensors),
+                "relative_error": Q.errors({k: v for k, v in state.items() if k != "lm_head.weight"}, deq),
+                "tensors": Q.index(os.path.join(model_dir, "model.safetensors"))}
+        summary["quantization"] = info
+        log("quantize: %s, %d tensors, %s (bf16 was %s); relative errors %s; read back equal" % (
+            Q.FORMAT, len(tensors), recipe.human_bytes(size), recipe.human_bytes(info["bf16_model_safetensors_bytes"]),
+            info["relative_error"]))
+        return {"bytes": size}
+
+    st.run("quantize", stage_quantize, needs=("moe",))
+
+    # 6. reference ------------------------------------------------------------------------------
     def stage_reference():
         # Exact float32 from here on.
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -1128,7 +1254,7 @@ def main():
         cpu = torch.device("cpu")
         res = {}
 
-        m = load_saved("moe", model_dir)
+        m = load_saved("moe", R["moe_deq_dir"])
         mon = RouterMonitor(m, R["moe_cfg"]["num_experts"], R["moe_cfg"]["num_experts_per_tok"])
         mon.start_counting()
         t = time.time()
@@ -1180,6 +1306,16 @@ def main():
             log("reference: moe test-split ppl %.4f over %d tokens (cuda fp32, %.1fs); slice cuda %.5f vs cpu %.5f" % (
                 full["ppl"], c_all, time.time() - t, gpu_slice, ppl))
             del mg
+            # The same on the bf16 weights before quantization: what 8 bits cost.
+            mb = load_saved("moe", R["moe_bf16_dir"]).to(device)
+            sb = window_nll(mb, all_windows, device)
+            full["bf16_before_quantization"] = {
+                "ppl": recipe.perplexity(sum(s["nll_sum"] for s in sb), sum(s["count"] for s in sb)),
+                "slice_ppl": recipe.perplexity(sum(s["nll_sum"] for s in sb[:len(ref_windows)]),
+                                               sum(s["count"] for s in sb[:len(ref_windows)]))}
+            log("reference: bf16 weights before quantization: test-split ppl %.4f, slice %.4f (cuda fp32)" % (
+                full["bf16_before_quantization"]["ppl"], full["bf16_before_quantization"]["slice_ppl"]))
+            del mb
         del m
 
         draft_slice = None
@@ -1207,7 +1343,13 @@ def main():
             "model": {"dir": "models/default", "file": "model.safetensors",
                       "sha256": recipe.sha256_file(os.path.join(model_dir, "model.safetensors")),
                       "tokenizer_sha256": recipe.sha256_file(os.path.join(model_dir, "tokenizer.json")),
-                      "stored_dtype": "bfloat16", "compute_dtype": "float32", "device": "cpu",
+                      "stored_dtype": summary["quantization"]["format"] + " (norms bfloat16)",
+                      "quantization": {k: summary["quantization"]["quantization"][k]
+                                       for k in ("bits", "group_size", "mode")},
+                      "weights": ("the stored 8-bit codes dequantized to float32 (scale * q + bias, from the "
+                                  "bf16 scales and biases), read back from model.safetensors and loaded into "
+                                  "Qwen3MoeForCausalLM"),
+                      "compute_dtype": "float32", "device": "cpu",
                       "attn_implementation": "eager", "experts_implementation": "eager"},
             "versions": summary["versions"],
             "perplexity": {
@@ -1230,7 +1372,7 @@ def main():
             "expert_usage_on_slice": usage,
             "draft": {"dir": "models/default/draft", "slice": draft_slice},
         }
-        recipe.write_json_atomic(os.path.join(ref_dir, "reference.json"), ref)
+        recipe.write_json_atomic(os.path.join(ref_dir, "reference.json"), ref, compact_lists=True)
         res.update(slice_ppl=ppl, slice_tokens=cnt, test=full, greedy=greedy_recs, usage=usage,
                    draft=draft_slice)
         R["reference"] = res
@@ -1249,9 +1391,9 @@ def main():
             return dict(res, _status="ok", _detail="greedy near-tie or recompute difference for %s" % bad)
         return res
 
-    st.run("reference", stage_reference, needs=("moe",))
+    st.run("reference", stage_reference, needs=("quantize",))
 
-    # 6. card -----------------------------------------------------------------------------------
+    # 7. card -----------------------------------------------------------------------------------
     def stage_card():
         import card
         shutil.copy(os.path.join(args.corpus, "DATA_LICENSE.txt"), os.path.join(model_dir, "DATA_LICENSE.txt"))
@@ -1264,9 +1406,9 @@ def main():
             return {"_status": "ok", "_detail": "n/a for: " + ", ".join(missing)}
         return {"missing": missing}
 
-    st.run("card", stage_card, needs=("moe",))
+    st.run("card", stage_card, needs=("quantize",))
 
-    # 7. pack -----------------------------------------------------------------------------------
+    # 8. pack -----------------------------------------------------------------------------------
     def stage_pack():
         files = recipe.tree_files(model_dir)
         sizes = {f: os.path.getsize(os.path.join(model_dir, f)) for f in files}
@@ -1296,7 +1438,7 @@ def main():
                 total, recipe.SIZE_BUDGET_BYTES)}
         return {"bytes": total}
 
-    st.run("pack", stage_pack, needs=("moe",))
+    st.run("pack", stage_pack, needs=("quantize",))
 
     # Final summary -------------------------------------------------------------------------------
     st.flush()
