@@ -22,6 +22,11 @@ type greedyRef struct {
 	PromptIDs  []int32 `json:"prompt_ids"`
 	OutputIDs  []int32 `json:"output_ids"`
 	OutputText string  `json:"output_text"`
+	// Messages is the chat prompt's conversation (one user turn).
+	Messages []struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	} `json:"messages"`
 }
 
 func loadGreedyRef(t *testing.T, name string) greedyRef {
@@ -73,8 +78,10 @@ func TestDefaultModelFromCheckout(t *testing.T) {
 	dir, err := filepath.Abs(defaultModelDir)
 	require.NoError(t, err)
 	g := loadGreedyRef(t, "chat")
+	require.Len(t, g.Messages, 1)
+	require.Equal(t, "user", g.Messages[0].Role)
 	out, stderr, code := runApp(t, nil, "", "--log-level", "info", "--chat",
-		"--prompt", "How do I use itertools.chain()?", "--tokenize-only", "--json")
+		"--prompt", g.Messages[0].Content, "--tokenize-only", "--json")
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stderr, dir)
 	var res struct {

@@ -1,13 +1,13 @@
 // Package defaultmodel finds mach's default model: the small qwen3_moe
-// checkpoint trained on the Python documentation that ships with mach
-// (models/default in the repository), which mach-generate and mach-serve
-// use when no model is given.
+// checkpoint (MLX affine 8-bit) trained on the Python documentation that
+// ships with mach (models/default in the repository), which mach-generate
+// and mach-serve use when no model is given.
 //
 // The model is a directory of files next to the binaries, not embedded in
-// them: go:embed would add its 16 MB to every computing binary and give up
+// them: go:embed would add its 17 MB to every computing binary and give up
 // the zero-copy mmap of the weights (embedded bytes are not a file the
-// safetensors loader can map), and a directory stays a normal Hugging Face
-// checkpoint that transformers, mach check and the tests read as is.
+// safetensors loader can map), and a directory stays a normal checkpoint
+// (mlx-lm's layout) that mach check and the tests read as is.
 //
 // Find looks, in order, at
 //

@@ -23,7 +23,8 @@ import (
 
 // reference is testdata/default-model/reference.json: what transformers
 // computed on models/default (tools/train-default/train.py, stage
-// reference), in float32 on the CPU from the bf16 weights.
+// reference), in float32 on the CPU from the stored MLX 8-bit weights
+// dequantized to float32.
 type reference struct {
 	Format string `json:"format"`
 	Model  struct {

@@ -223,7 +223,7 @@ func BenchmarkStreaming(b *testing.B) {
 		for _, n := range tr.Experts {
 			total += n
 		}
-		fmt.Fprintf(w, "\nreal routing: the default model (models/default, %d layers × 16 experts, top 4) reading README.md, %d steps; early routing picked %.0f%% of the next layer's experts right\n", len(tr.Experts), tr.Steps(), 100*prec)
+		fmt.Fprintf(w, "\nreal routing: the default model (models/default, %d layers × %d experts) reading README.md, %d steps; early routing picked %.0f%% of the next layer's experts right\n", len(tr.Experts), tr.Experts[0], tr.Steps(), 100*prec)
 		fmt.Fprintln(w, "policy\tcache 25%\tcache 50%")
 		quarter, half := simulateAll(b, tr, total/4), simulateAll(b, tr, total/2)
 		rows := make([][2]simResult, len(quarter))
