@@ -93,7 +93,7 @@ fixtures: ## fetch test fixtures that are not committed (tokenizers)
 # question and a code prompt, 64 tokens each; a few seconds on 2 cores.
 .PHONY: demo
 demo: build ## build and run the main job: generate with the default model
-	$(BIN)/mach-generate --verbose --chat --prompt 'How do I use itertools.chain()?' --temperature 0 --max-tokens 64
+	$(BIN)/mach-generate --verbose --chat --prompt 'What does the json module do?' --temperature 0 --max-tokens 64
 	$(BIN)/mach-generate --verbose --prompt $$'def fib(n):\n' --temperature 0 --max-tokens 64
 
 .PHONY: release-check

@@ -42,7 +42,7 @@ cache, where Python tools find them too: resumable, verified against the
 hub's sha256, with progress on a terminal. --local-only or HF_HUB_OFFLINE=1
 never touch the network and name the missing files instead.
 
-Without MODEL, mach's default model is used: a small qwen3_moe (8 M
+Without MODEL, mach's default model is used: a small qwen3_moe (13 M
 parameters) trained on the Python documentation, shipped with mach (see its
 MODEL_CARD.md). It is found at $MACH_DEFAULT_MODEL, else beside the binary
 (../share/mach/models/default as make install puts it, share/mach/models/default
@@ -97,7 +97,7 @@ with the reason mach check gives (exit 1); --streaming without a valid
 expert_sidecar/ is refused with what to run (exit 4).
 
 EXAMPLES:
-   mach-generate --chat --prompt "How do I use itertools.chain()?" --temperature 0
+   mach-generate --chat --prompt "What does the json module do?" --temperature 0
    mach-generate mlx-community/Qwen3-30B-A3B-4bit --prompt "def reverse(s):" --max-tokens 64 --temperature 0.0
    mach-generate org/name@v1.0 --local-only --prompt "Hello"
    mach-generate ./ckpt --chat --system "Be brief." --prompt "Hello"

@@ -92,7 +92,7 @@ EXAMPLES:
    mach-serve --checkpoint ./ckpt --max-batch 16 --api-key secret
    mach-serve mlx-community/Qwen3-30B-A3B-4bit --context-length 16384 --log-format json
    curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \
-     -d '{"messages":[{"role":"user","content":"How do I use itertools.chain()?"}],"max_tokens":64}'`
+     -d '{"messages":[{"role":"user","content":"What does the json module do?"}],"max_tokens":64}'`
 
 func newApp(d deps) *cli.App {
 	app := cliapp.NewApp("mach-serve", "OpenAI-compatible HTTP server with continuous batching", description)
