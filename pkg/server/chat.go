@@ -99,6 +99,14 @@ type toolChoice struct {
 	name string
 }
 
+// describe names the choice in error messages.
+func (c toolChoice) describe() string {
+	if c.mode == "function" {
+		return fmt.Sprintf("{\"type\":\"function\",\"function\":{\"name\":%q}}", c.name)
+	}
+	return fmt.Sprintf("%q", c.mode)
+}
+
 func parseToolChoice(raw json.RawMessage, tools []json.RawMessage) (toolChoice, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -265,9 +273,13 @@ func (s *Server) chatJob(req *chatRequest) (*chatJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	var forceNames []string // tool_choice required or named: the call's possible names
 	switch choice.mode {
 	case "required":
-		return nil, notSupported("tool_choice", "tool_choice \"required\" is not supported yet: without constrained decoding this build cannot force a tool call; use \"auto\"")
+		if len(names) == 0 {
+			return nil, badRequest("tool_choice", "tool_choice \"required\" needs tools: send at least one function tool")
+		}
+		forceNames = names
 	case "function":
 		found := false
 		for _, n := range names {
@@ -276,7 +288,10 @@ func (s *Server) chatJob(req *chatRequest) (*chatJob, error) {
 		if !found {
 			return nil, badRequest("tool_choice", "tool_choice names %q, which is not in tools", choice.name)
 		}
-		return nil, notSupported("tool_choice", "a named tool_choice is not supported yet: without constrained decoding this build cannot force a call of %q; use \"auto\"", choice.name)
+		forceNames = []string{choice.name}
+	}
+	if forceNames != nil && jsonMode {
+		return nil, badRequest("tool_choice", "response_format json_object and tool_choice %s cannot be combined: the output is either a JSON object or a tool call; drop one of the two fields", choice.describe())
 	}
 	topLogprobs := 0
 	logprobs := req.Logprobs != nil && *req.Logprobs
@@ -334,6 +349,20 @@ func (s *Server) chatJob(req *chatRequest) (*chatJob, error) {
 		}
 		job.gen.Constraint = newJSONConstraint(v)
 	}
+	if forceNames != nil {
+		g, err := chat.ForceToolCall(s.format, forceNames, job.reasoningOpen)
+		switch {
+		case errors.Is(err, chat.ErrNoToolFormat):
+			return nil, notSupported("tool_choice", "tool_choice %s is not supported for this model: its chat template has no tool-call format (output format %s), so no call can be forced; use \"auto\" or \"none\"", choice.describe(), s.format)
+		case err != nil:
+			return nil, badRequest("tool_choice", "tool_choice %s: %v", choice.describe(), err)
+		}
+		v, err := s.vocabulary(keepsSpecial(s.format))
+		if err != nil {
+			return nil, notSupported("tool_choice", "tool_choice %s needs the model's tokenizer: %v", choice.describe(), err)
+		}
+		job.gen.Constraint = newToolConstraint(v, g)
+	}
 	return job, nil
 }
 
@@ -344,11 +373,7 @@ func (s *Server) newDecoder(f chat.Format) engine.TextDecoder {
 	if s.model.NewDecoder == nil {
 		return nil
 	}
-	switch f {
-	case chat.FormatHarmony, chat.FormatGemma4, chat.FormatDeepSeekDSML:
-		return s.model.NewDecoder(false)
-	}
-	return s.model.NewDecoder(true)
+	return s.model.NewDecoder(!keepsSpecial(f))
 }
 
 // parser returns the output parser for a job.

@@ -52,6 +52,7 @@ type setup struct {
 	gate    chan struct{}
 	fixture string // an engine fixture instead of the scripted model
 	noEOS   bool   // generate to max_tokens: no end-of-sequence ids
+	plain   bool   // hide the model type: the output format falls back to the template's (plain for ChatML)
 }
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -108,8 +109,12 @@ func newHarness(t *testing.T, s setup) *harness {
 	reg := registry.Default()
 	b := preflight.ThisBuild(reg)
 	arch, _ := reg.Lookup(e.Config.ModelType)
+	paths := b.Paths(arch, nil)
+	if s.plain {
+		arch.ModelType = ""
+	}
 	srv := server.New(server.Model{
-		Name: "scripted", Aliases: []string{dir}, Dir: dir, Arch: arch, Paths: b.Paths(arch, nil),
+		Name: "scripted", Aliases: []string{dir}, Dir: dir, Arch: arch, Paths: paths,
 		Active:   map[capability.Path]bool{capability.OpenAIHTTP: true, capability.ContinuousBatching: true},
 		Prompter: e.Prompter, NewDecoder: e.NewDecoder, Created: time.Unix(1700000000, 0),
 	}, sched, metrics, s.server)
@@ -447,7 +452,8 @@ func TestErrors(t *testing.T) {
 		{"stop", "/v1/chat/completions", map[string]any{"messages": msgs, "stop": []string{"a", "b", "c", "d", "e"}}, 400, "stop", nil},
 		{"json_schema", "/v1/chat/completions", map[string]any{"messages": msgs, "response_format": map[string]any{"type": "json_schema"}}, 400, "response_format", "not_supported"},
 		{"response_format type", "/v1/chat/completions", map[string]any{"messages": msgs, "response_format": map[string]any{"type": "yaml"}}, 400, "response_format", nil},
-		{"tool_choice required", "/v1/chat/completions", map[string]any{"messages": msgs, "tools": []any{weatherTool}, "tool_choice": "required"}, 400, "tool_choice", "not_supported"},
+		{"tool_choice required without tools", "/v1/chat/completions", map[string]any{"messages": msgs, "tool_choice": "required"}, 400, "tool_choice", nil},
+		{"tool_choice with json mode", "/v1/chat/completions", map[string]any{"messages": msgs, "tools": []any{weatherTool}, "tool_choice": "required", "response_format": map[string]any{"type": "json_object"}}, 400, "tool_choice", nil},
 		{"tool_choice unknown name", "/v1/chat/completions", map[string]any{"messages": msgs, "tools": []any{weatherTool}, "tool_choice": map[string]any{"type": "function", "function": map[string]any{"name": "nope"}}}, 400, "tool_choice", nil},
 		{"bad tool", "/v1/chat/completions", map[string]any{"messages": msgs, "tools": []any{map[string]any{"type": "function"}}}, 400, "tools[0].function.name", nil},
 		{"unknown model", "/v1/chat/completions", map[string]any{"model": "gpt-4o", "messages": msgs}, 404, "model", "model_not_found"},

@@ -264,6 +264,48 @@ try {
     assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris" });
   });
 
+  await test("tool_choice named forces that call", async () => {
+    const searchTool = { type: "function", function: { name: "search_docs", description: "Search", parameters: { type: "object", properties: { query: { type: "string" } } } } };
+    const r = await scripted.chat.completions.create({
+      model: "scripted", messages: [{ role: "user", content: "What is the weather in Paris?" }], tools: [searchTool, weatherTool],
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+    });
+    const c = r.choices[0];
+    assert.equal(c.finish_reason, "tool_calls");
+    assert.equal(c.message.tool_calls.length, 1);
+    assert.equal(c.message.tool_calls[0].function.name, "get_weather");
+    assert.deepEqual(JSON.parse(c.message.tool_calls[0].function.arguments), { city: "Paris" });
+    const runner = scripted.chat.completions.stream({
+      model: "scripted", messages: [{ role: "user", content: "Weather?" }], tools: [searchTool, weatherTool], tool_choice: "required",
+    });
+    const final = await runner.finalChatCompletion();
+    assert.equal(final.choices[0].finish_reason, "tool_calls");
+    assert.equal(final.choices[0].message.tool_calls[0].function.name, "get_weather");
+    assert.deepEqual(JSON.parse(final.choices[0].message.tool_calls[0].function.arguments), { city: "Paris" });
+    const bad = await rejects(scripted.chat.completions.create({
+      model: "scripted", messages: [{ role: "user", content: "Weather?" }], tools: [weatherTool],
+      tool_choice: { type: "function", function: { name: "nope" } },
+    }), OpenAI.BadRequestError, 400);
+    assert.equal(bad.param, "tool_choice");
+  });
+
+  await test("tool_choice named on the default model", async () => {
+    const r = await client.chat.completions.create({
+      model: "default", messages: [{ role: "user", content: "What is the weather in Paris?" }], tools: [weatherTool],
+      tool_choice: { type: "function", function: { name: "get_weather" } }, max_tokens: 200, temperature: 0,
+    });
+    const c = r.choices[0];
+    if (c.finish_reason === "tool_calls") {
+      assert.equal(c.message.tool_calls[0].function.name, "get_weather");
+      const args = JSON.parse(c.message.tool_calls[0].function.arguments);
+      assert.equal(typeof args, "object");
+    } else {
+      assert.equal(c.finish_reason, "length");
+      assert.ok(c.message.content.startsWith('<tool_call>\n{"name": "get_weather", "arguments": {'), JSON.stringify(c.message.content));
+    }
+    console.log(`      default model: ${c.finish_reason} ${JSON.stringify(c.message.tool_calls?.[0]?.function ?? c.message.content).slice(0, 160)}`);
+  });
+
   await test("metrics", async () => {
     const text = await (await fetch(`http://${def.addr}/metrics`)).text();
     assert.match(text, /mach_requests_total\{endpoint="chat_completions",status="200"\} \d+/);
