@@ -296,6 +296,11 @@ func (e *Engine) Generate(ctx context.Context, req *Request, yield func(Token) e
 		return fault.Mark(fmt.Errorf("a prompt of %d tokens plus %d new tokens exceeds the model's context of %d (max_position_embeddings)",
 			len(prompt), req.MaxTokens, info.MaxContext), fault.ErrUsage)
 	}
+	for i, id := range prompt {
+		if id < 0 || int(id) >= info.Vocab {
+			return fault.Mark(fmt.Errorf("prompt token %d (position %d) is outside the model's vocabulary of %d ids (vocab_size)", id, i, info.Vocab), fault.ErrUsage)
+		}
+	}
 	sampler, err := sample.New(req.Sampling)
 	if err != nil {
 		return fault.Mark(err, fault.ErrUsage)

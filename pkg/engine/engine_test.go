@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,12 +121,15 @@ func TestRequestErrors(t *testing.T) {
 		"zero max tokens": {Prompt: "a"},
 		"beyond context":  {Prompt: "a", MaxTokens: 100000},
 		"bad sampling":    {Prompt: "a", MaxTokens: 1, Sampling: sample.Options{TopP: 2}},
+		"id beyond vocab": {PromptTokens: []int32{1, int32(e.Info().Vocab) + 5}, MaxTokens: 1},
+		"negative id":     {PromptTokens: []int32{-1}, MaxTokens: 1},
 	} {
 		err := e.Generate(t.Context(), req, func(engine.Token) error { return nil })
 		require.ErrorIs(t, err, fault.ErrUsage, name)
 	}
-	err := e.Generate(t.Context(), &engine.Request{PromptTokens: []int32{int32(e.Info().Vocab) + 5}, MaxTokens: 1}, func(engine.Token) error { return nil })
-	require.Error(t, err, "token id beyond the vocabulary")
+	err := e.Generate(t.Context(), &engine.Request{PromptTokens: []int32{int32(e.Info().Vocab)}, MaxTokens: 1}, func(engine.Token) error { return nil })
+	v := e.Info().Vocab
+	require.ErrorContains(t, err, fmt.Sprintf("prompt token %d (position 0) is outside the model's vocabulary of %d ids", v, v))
 }
 
 func TestCancel(t *testing.T) {
