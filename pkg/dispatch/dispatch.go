@@ -55,8 +55,13 @@ func NewFinder() Finder {
 	return Finder{Dir: dir, LookPath: exec.LookPath}
 }
 
-// ErrUnknownCommand is returned for a name with no mach-NAME executable.
+// ErrUnknownCommand is returned for a name that is not a known command
+// and has no mach-NAME executable.
 var ErrUnknownCommand = errors.New("not a mach command")
+
+// ErrNotInstalled is returned for a known command whose mach-NAME
+// executable is missing.
+var ErrNotInstalled = errors.New("mach command not installed")
 
 // Find returns the path of mach-NAME.
 func (f Finder) Find(name string) (string, error) {
@@ -73,6 +78,13 @@ func (f Finder) Find(name string) (string, error) {
 	if f.LookPath != nil {
 		if p, err := f.LookPath(bin); err == nil {
 			return p, nil
+		}
+	}
+	for _, c := range Known {
+		if c.Name == name {
+			// A command mach knows whose executable is missing: an
+			// installation problem, not a typo.
+			return "", fault.Mark(fmt.Errorf("%w: %s is not installed: looked next to mach (%s) and on PATH; reinstall mach (make install, or the release archive) or put %s on PATH", ErrNotInstalled, bin, f.Dir, bin), fault.ErrIO)
 		}
 	}
 	msg := fmt.Sprintf("'%s' is not a mach command: no %s next to mach (%s) or on PATH", name, bin, f.Dir)

@@ -35,21 +35,25 @@ func TestFind(t *testing.T) {
 	tests := []struct {
 		name    string
 		want    string
-		wantErr bool
+		wantErr error // with fault.ErrUsage for an unknown command, fault.ErrIO for a missing one
 	}{
-		{"check", filepath.Join(next, "mach-check"), false}, // next to mach wins over PATH
-		{"archs", pathArchs, false},
-		{"models", "", true},
-		{"nosuch", "", true},
-		{"../check", "", true},
-		{"", "", true},
+		{"check", filepath.Join(next, "mach-check"), nil}, // next to mach wins over PATH
+		{"archs", pathArchs, nil},
+		{"models", "", ErrNotInstalled}, // known, but its file is not executable
+		{"nosuch", "", ErrUnknownCommand},
+		{"../check", "", ErrUnknownCommand},
+		{"", "", ErrUnknownCommand},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := f.Find(tt.name)
-			if tt.wantErr {
-				require.ErrorIs(t, err, ErrUnknownCommand)
-				require.ErrorIs(t, err, fault.ErrUsage)
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				if tt.wantErr == ErrNotInstalled {
+					require.ErrorIs(t, err, fault.ErrIO)
+				} else {
+					require.ErrorIs(t, err, fault.ErrUsage)
+				}
 				return
 			}
 			require.NoError(t, err)
@@ -64,5 +68,17 @@ func TestSuggest(t *testing.T) {
 	_, err := f.Find("chek")
 	require.ErrorContains(t, err, "did you mean 'check'")
 	_, err = f.Find("zzzzzzzz")
+	require.NotContains(t, err.Error(), "did you mean")
+}
+
+// A known command whose executable is missing is an installation
+// problem (exit 4), not an unknown command.
+func TestKnownButNotInstalled(t *testing.T) {
+	f := Finder{Dir: t.TempDir()}
+	_, err := f.Find("check")
+	require.ErrorIs(t, err, ErrNotInstalled)
+	require.ErrorIs(t, err, fault.ErrIO)
+	require.NotErrorIs(t, err, ErrUnknownCommand)
+	require.ErrorContains(t, err, "mach-check is not installed: looked next to mach ("+f.Dir+") and on PATH")
 	require.NotContains(t, err.Error(), "did you mean")
 }
