@@ -39,7 +39,8 @@ LOCAL SCAN: the Hugging Face hub cache ($HF_HUB_CACHE, else $HF_HOME/hub,
 else ~/.cache/huggingface/hub), the engine cache root (--cache-dir, else
 $MACH_CACHE_DIR, else ~/.cache/mach), every --dir and every directory in
 $LME_MODELS_DIR: the places mach-generate and mach check look for a repo
-id first. In each,
+id first (a --dir or LME_MODELS_DIR entry that does not exist or is not a
+directory gets a warning on stderr). In each,
 a checkpoint is a directory holding config.json: the directory itself, a
 child, or a grandchild (org/name trees); Hugging Face hub caches
 (models--org--name/snapshots/<rev>/, directly or under hub/) are listed as
@@ -63,8 +64,8 @@ REMOTE CATALOG: GET $LME_CATALOG_URL (a base URL, to which
 or the bare list. name is required; the other keys are optional and unknown
 keys are ignored. A network error, a non-200 answer or malformed JSON prints
 a warning and the local listing (exit 0). Without both variables, or with
---local-only, only local checkpoints are listed (a hint on stderr says how
-to add the catalog).
+--local-only, only local checkpoints are listed (without --local-only, a
+hint on stderr names the variable that is missing).
 
 --json prints a list of {name, source, model_type, supported, registered,
 reason, installed, size_bytes, path, repo_id}.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -66,6 +67,7 @@ func TestLocalListing(t *testing.T) {
 	out, errOut, code := w.run(t)
 	require.Equal(t, cliapp.ExitOK, code, errOut)
 	require.Contains(t, errOut, "set LME_CATALOG_URL and LME_CATALOG_TOKEN", "the hint")
+	require.Contains(t, errOut, "warning: LME_MODELS_DIR "+filepath.Join(w.envDir, "missing")+" does not exist")
 	golden.Check(t, "local.golden", out)
 
 	out, _, code = w.run(t, "--json")
@@ -125,7 +127,33 @@ func TestLocalOnlyNeverCallsTheCatalog(t *testing.T) {
 	_, errOut, code := w.run(t, "--local-only")
 	require.Equal(t, cliapp.ExitOK, code)
 	require.False(t, called)
-	require.NotContains(t, errOut, "warning")
+	require.NotContains(t, errOut, "catalog")
+}
+
+// Directories the user names are checked, and the catalog hint names the
+// variable that is missing.
+func TestNamedDirsAndHalfConfiguredCatalog(t *testing.T) {
+	w := newWorld(t)
+	file := filepath.Join(t.TempDir(), "notadir")
+	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
+	missing := filepath.Join(t.TempDir(), "typo")
+	for _, tc := range []struct {
+		env  map[string]string
+		hint string
+	}{
+		{map[string]string{envCatalogURL: "http://127.0.0.1:1"}, "LME_CATALOG_URL is set but LME_CATALOG_TOKEN is not"},
+		{map[string]string{envCatalogToken: "tok"}, "LME_CATALOG_TOKEN is set but LME_CATALOG_URL is not"},
+	} {
+		maps.Copy(w.env, tc.env)
+		out, errOut, code := w.run(t, "--dir", file, "--dir", missing)
+		require.Equal(t, cliapp.ExitOK, code, errOut)
+		require.Contains(t, errOut, "warning: --dir "+file+" is not a directory")
+		require.Contains(t, errOut, "warning: --dir "+missing+" does not exist")
+		require.Contains(t, errOut, tc.hint)
+		require.Contains(t, out, "qwen36-engine", "the other directories are still listed")
+		delete(w.env, envCatalogURL)
+		delete(w.env, envCatalogToken)
+	}
 }
 
 func TestCatalogMerge(t *testing.T) {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,12 +43,30 @@ type row struct {
 func run(ctx context.Context, d deps, opts options, stdout, stderr io.Writer) error {
 	// The same places hub.Resolver looks: the Hugging Face hub cache, then
 	// the engine cache root.
-	roots := append(hub.CacheDirs(d.getenv, opts.CacheDir), opts.Dirs...)
+	roots := hub.CacheDirs(d.getenv, opts.CacheDir)
+	// Directories the user named must exist: a typo there would otherwise
+	// list nothing without a word (the cache roots may well be absent).
+	named := slices.Clone(opts.Dirs)
 	for _, p := range filepath.SplitList(d.getenv(envModelsDir)) {
 		if p != "" {
-			roots = append(roots, p)
+			named = append(named, p)
 		}
 	}
+	for i, p := range named {
+		from := "--dir"
+		if i >= len(opts.Dirs) {
+			from = envModelsDir
+		}
+		switch st, err := os.Stat(p); {
+		case errors.Is(err, fs.ErrNotExist):
+			fmt.Fprintf(stderr, "mach-models: warning: %s %s does not exist\n", from, p)
+		case err != nil:
+			fmt.Fprintf(stderr, "mach-models: warning: %s: %v\n", from, err)
+		case !st.IsDir():
+			fmt.Fprintf(stderr, "mach-models: warning: %s %s is not a directory\n", from, p)
+		}
+	}
+	roots = append(roots, named...)
 	found, errs := checkpoint.Scan(roots)
 	for _, err := range errs {
 		fmt.Fprintf(stderr, "mach-models: warning: %v\n", err)
@@ -61,8 +82,14 @@ func run(ctx context.Context, d deps, opts options, stdout, stderr io.Writer) er
 	if !opts.LocalOnly {
 		url, token := d.getenv(envCatalogURL), d.getenv(envCatalogToken)
 		switch {
-		case url == "" || token == "":
+		case url == "" && token == "":
 			fmt.Fprintf(stderr, "mach-models: listing local checkpoints only; set %s and %s to include the remote catalog\n", envCatalogURL, envCatalogToken)
+		case url == "" || token == "":
+			set, unset := envCatalogURL, envCatalogToken
+			if url == "" {
+				set, unset = envCatalogToken, envCatalogURL
+			}
+			fmt.Fprintf(stderr, "mach-models: listing local checkpoints only; %s is set but %s is not: set it too to include the remote catalog\n", set, unset)
 		default:
 			entries, err := fetchCatalog(ctx, d.http, url, token)
 			if err != nil {
