@@ -38,10 +38,19 @@ type biasRecipe struct {
 	n    int
 }
 
-// recipe binds one expert slab: either gateUp or gate and up, then down.
+// recipe binds one expert slab: either gateUp or gate and up, then down,
+// each with its optional additive bias (gpt-oss): gateUpBias with a fused
+// gateUp, gateBias and upBias with a separate gate and up (gpt-oss in MLX's
+// split form, and mach-prune's per-expert output of any gpt-oss form).
 type recipe struct {
-	gateUp, gate, up, down *matRecipe
-	gateUpBias, downBias   *biasRecipe
+	gateUp, gate, up, down                 *matRecipe
+	gateUpBias, gateBias, upBias, downBias *biasRecipe
+}
+
+// slotBiases are one cache slot's bias vectors on the backend, allocated on
+// the slot's first bind and rewritten by each expert loaded into it.
+type slotBiases struct {
+	gateUp, gate, up, down kernels.Tensor
 }
 
 func plainKind(dtype string) (quant.Kind, bool) {
@@ -188,13 +197,25 @@ func newRecipe(l *sidecar.Layout, hidden, width int) (*recipe, error) {
 	if w <= 0 && r.gateUp != nil {
 		w = r.gateUp.rows / 2
 	}
-	if comp("gate_proj.bias") != nil || comp("up_proj.bias") != nil {
-		// gpt-oss in MLX's split form: the store has no per-slot room for
-		// separate gate and up biases yet.
-		return nil, bad("gate_proj.bias / up_proj.bias: streaming experts with separate gate and up biases (gpt-oss in MLX's form) is not implemented in this build; export the sidecar from the original MXFP4 checkpoint")
-	}
-	if r.gateUpBias, err = bias("gate_up_proj.bias", 2*w); err != nil {
-		return nil, err
+	if r.gateUp != nil {
+		if comp("gate_proj.bias") != nil || comp("up_proj.bias") != nil {
+			return nil, bad("gate_proj.bias / up_proj.bias beside a fused gate_up_proj weight: the biases belong to separate gate and up projections")
+		}
+		if r.gateUpBias, err = bias("gate_up_proj.bias", 2*w); err != nil {
+			return nil, err
+		}
+	} else {
+		// Separate gate and up, each with its own bias, as the resident
+		// loaders bind them (moe.Expert's GateBias and UpBias).
+		if comp("gate_up_proj.bias") != nil {
+			return nil, bad("gate_up_proj.bias beside separate gate_proj and up_proj weights: the bias belongs to a fused gate_up projection")
+		}
+		if r.gateBias, err = bias("gate_proj.bias", r.gate.rows); err != nil {
+			return nil, err
+		}
+		if r.upBias, err = bias("up_proj.bias", r.up.rows); err != nil {
+			return nil, err
+		}
 	}
 	if r.downBias, err = bias("down_proj.bias", r.down.rows); err != nil {
 		return nil, err
@@ -203,8 +224,8 @@ func newRecipe(l *sidecar.Layout, hidden, width int) (*recipe, error) {
 }
 
 // bind binds the expert in slab to b. Bias vectors are copied into the
-// tensors given (allocated on first use and reused by the slot).
-func (r *recipe) bind(b kernels.Backend, slab []byte, gub, db *kernels.Tensor) (*moe.Expert, error) {
+// slot's tensors (allocated on first use and reused by the slot).
+func (r *recipe) bind(b kernels.Backend, slab []byte, sb *slotBiases) (*moe.Expert, error) {
 	x := &moe.Expert{}
 	var err error
 	one := func(m *matRecipe) (kernels.Weight, error) {
@@ -243,10 +264,16 @@ func (r *recipe) bind(b kernels.Backend, slab []byte, gub, db *kernels.Tensor) (
 		vals := (&quant.Matrix{Format: quant.Format{Kind: br.kind}, Rows: 1, Cols: br.n, Data: slab[c.Offset : c.Offset+c.Size]}).Dequantize()
 		return *t, b.Write(*t, vals)
 	}
-	if x.GateUpBias, err = vec(r.gateUpBias, gub); err != nil {
+	if x.GateUpBias, err = vec(r.gateUpBias, &sb.gateUp); err != nil {
 		return nil, err
 	}
-	if x.DownBias, err = vec(r.downBias, db); err != nil {
+	if x.GateBias, err = vec(r.gateBias, &sb.gate); err != nil {
+		return nil, err
+	}
+	if x.UpBias, err = vec(r.upBias, &sb.up); err != nil {
+		return nil, err
+	}
+	if x.DownBias, err = vec(r.downBias, &sb.down); err != nil {
 		return nil, err
 	}
 	return x, nil

@@ -100,8 +100,7 @@ type Store struct {
 	stride int64
 	arena  *arena
 	slabs  [][]byte
-	gub    []kernels.Tensor
-	db     []kernels.Tensor
+	biases []slotBiases
 	sem    chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -182,7 +181,7 @@ func Open(dir string, b kernels.Backend, opts Options) (*Store, error) {
 	for i := range s.slabs {
 		s.slabs[i] = buf[int64(i)*stride : int64(i+1)*stride : int64(i+1)*stride]
 	}
-	s.gub, s.db = make([]kernels.Tensor, slots), make([]kernels.Tensor, slots)
+	s.biases = make([]slotBiases, slots)
 	direct := !opts.BufferedIO && stride%sidecar.DirectIOAlignment == 0
 	for _, ly := range layout.Layers {
 		f, err := openLayer(filepath.Join(dir, ly.File), direct)
@@ -324,7 +323,7 @@ func (s *Store) Acquire(ctx context.Context, layer int, experts []int) ([]*moe.E
 			return nil, err
 		}
 		if x.bound == nil {
-			b, err := s.recipe.bind(s.b, s.slabs[x.slot], &s.gub[x.slot], &s.db[x.slot])
+			b, err := s.recipe.bind(s.b, s.slabs[x.slot], &s.biases[x.slot])
 			if err != nil {
 				s.unpin(layer, experts)
 				return nil, fmt.Errorf("expert store: layer %d expert %d: %w", layer, e, err)

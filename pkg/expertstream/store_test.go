@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/maniac-ai/mach/kernels"
@@ -259,4 +260,26 @@ func TestAcquireCancelled(t *testing.T) {
 	store.Release(2, all)
 	_, err = store.Acquire(t.Context(), 0, []int{9})
 	require.Error(t, err)
+}
+
+// Biases must sit with their projections: separate gate_proj/up_proj
+// biases (gpt-oss in MLX's split form) open, and a gate_up_proj bias beside
+// separate gate and up weights — which the MoE block would never add — is
+// refused at start-up.
+func TestSplitBiases(t *testing.T) {
+	b := cpu.New(cpu.Options{Threads: 1})
+	defer b.Close()
+	_, sc := exported(t, "gpt_oss_mlx", "")
+	s, err := expertstream.Open(sc, b, expertstream.Options{Log: quiet})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	p := filepath.Join(sc, sidecar.LayoutName)
+	raw, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"gate_proj.bias"`)
+	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(raw), `"gate_proj.bias"`, `"gate_up_proj.bias"`, 1)), 0o644))
+	_, err = expertstream.Open(sc, b, expertstream.Options{Log: quiet})
+	require.ErrorIs(t, err, fault.ErrUnsupported)
+	require.ErrorContains(t, err, "gate_up_proj.bias beside separate gate_proj and up_proj weights")
 }
