@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/sidecar"
 	"github.com/maniac-ai/mach/pkg/sidecar/export"
 	"github.com/urfave/cli/v2"
 )
@@ -126,9 +128,13 @@ func run(ctx context.Context, opts export.Options, asJSON bool, stdout, stderr i
 		if l.Quant.GroupSize > 0 {
 			q["group_size"] = l.Quant.GroupSize
 		}
+		perLayer := make([]int, len(l.Layers))
+		for i, ly := range l.Layers {
+			perLayer[i] = l.LayerExperts(ly)
+		}
 		return cliapp.WriteJSON(stdout, map[string]any{
 			"output": res.Dir, "model_type": l.ModelType, "layers": len(l.Layers), "num_experts": l.NumExperts,
-			"quant": q, "expert_stride": l.ExpertStride, "bytes": res.Bytes, "quantized": res.Quantized,
+			"experts_per_layer": perLayer, "quant": q, "expert_stride": l.ExpertStride, "bytes": res.Bytes, "quantized": res.Quantized,
 			"seconds": res.Elapsed.Seconds(),
 		})
 	}
@@ -136,9 +142,27 @@ func run(ctx context.Context, opts export.Options, asJSON bool, stdout, stderr i
 	if res.Quantized {
 		how = fmt.Sprintf("quantized from %s", res.Source)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d layers × %d experts, %s experts (%s), %.2f GB in %.1f s\n",
-		res.Dir, len(l.Layers), l.NumExperts, l.Quant, how, float64(res.Bytes)/1e9, res.Elapsed.Seconds())
+	fmt.Fprintf(stdout, "wrote %s: %s, %s experts (%s), %.2f GB in %.1f s\n",
+		res.Dir, expertCounts(l), l.Quant, how, float64(res.Bytes)/1e9, res.Elapsed.Seconds())
 	return nil
+}
+
+// expertCounts describes the layers' expert counts: "4 layers × 8 experts"
+// when every layer holds the same number, else the range and the total
+// ("4 layers, 2–7 experts (23 in all)") of a checkpoint pruned unevenly.
+func expertCounts(l *sidecar.Layout) string {
+	if len(l.Layers) == 0 {
+		return "0 layers"
+	}
+	lo, hi, total := math.MaxInt, 0, 0
+	for _, ly := range l.Layers {
+		n := l.LayerExperts(ly)
+		lo, hi, total = min(lo, n), max(hi, n), total+n
+	}
+	if lo == hi {
+		return fmt.Sprintf("%d layers × %d experts", len(l.Layers), lo)
+	}
+	return fmt.Sprintf("%d layers, %d–%d experts (%d in all)", len(l.Layers), lo, hi, total)
 }
 
 func isTerminal(w io.Writer) bool {

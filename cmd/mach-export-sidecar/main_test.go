@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/prune"
+	"github.com/maniac-ai/mach/pkg/pruneplan"
 	"github.com/maniac-ai/mach/pkg/sidecar"
 	"github.com/stretchr/testify/require"
 )
@@ -51,6 +53,26 @@ func TestExport(t *testing.T) {
 	stdout, stderr, code = runApp(t, "--checkpoint", fixture(t, "qwen3_moe_mlx4"), "--output", out)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "2 layers × 8 experts, affine (4-bit, group 64) experts (copied unchanged)")
+}
+
+// A checkpoint pruned to different expert counts per layer is summed up
+// with the range and the total, not as a uniform grid.
+func TestExportUnevenLayers(t *testing.T) {
+	ckpt := filepath.Join(t.TempDir(), "pruned")
+	_, err := prune.Run(t.Context(), prune.Options{Source: fixture(t, "gpt_oss"), Output: ckpt, Candidate: &pruneplan.Candidate{
+		ID: "uneven", NumExperts: 8, Keep: map[int][]int{0: {1, 6}, 1: {0, 1, 2, 3, 4, 5, 6}, 2: {0, 2, 3, 4, 5, 6, 7}, 3: {1, 2, 3, 4, 5, 6, 7}}}})
+	require.NoError(t, err)
+	out := filepath.Join(t.TempDir(), "sc")
+	stdout, stderr, code := runApp(t, "--checkpoint", ckpt, "--output", out)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "4 layers, 2–7 experts (23 in all), f32 (32-bit) experts (copied unchanged)")
+	require.NotContains(t, stdout, "×")
+
+	stdout, stderr, code = runApp(t, "--checkpoint", ckpt, "--output", out, "--json")
+	require.Equal(t, 0, code, stderr)
+	var res map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout), &res))
+	require.Equal(t, []any{2.0, 7.0, 7.0, 7.0}, res["experts_per_layer"])
 }
 
 func TestExportErrors(t *testing.T) {
