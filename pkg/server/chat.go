@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -17,23 +18,166 @@ import (
 	"github.com/maniac-ai/mach/pkg/scheduler"
 )
 
-// decodeJSON reads a request body into v.
+// decodeJSON reads a request body into v. A value of the wrong type is a
+// 400 naming its JSON path (messages[0].role) and the types in JSON's
+// words, not Go's.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err // *http.MaxBytesError: 413
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("", "empty request body: send a JSON object")
+	}
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		var ute *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &mbe):
-			return err
-		case errors.As(err, &ute):
-			return badRequest(ute.Field, "%s: expected %s, got JSON %s", ute.Field, ute.Type, ute.Value)
-		case errors.Is(err, io.EOF):
-			return badRequest("", "empty request body: send a JSON object")
+		if errors.As(err, &ute) {
+			return typeError(body, ute)
 		}
 		return badRequest("", "invalid JSON body: %v", err)
 	}
 	return nil
+}
+
+// typeError turns a JSON type mismatch into a 400 with the value's JSON
+// path as param.
+func typeError(body []byte, ute *json.UnmarshalTypeError) *apiError {
+	got := jsonValueWords(ute.Value)
+	path, ok := jsonPathAt(body, ute.Offset)
+	if !ok {
+		// Go's path names embedded structs by their Go type.
+		path = strings.ReplaceAll(ute.Field, "samplingFields.", "")
+	}
+	if path == "" {
+		return badRequest("", "the request body must be a JSON object, got %s", got)
+	}
+	want := jsonTypeWords(ute.Type)
+	if strings.HasPrefix(ute.Value, "number ") && (want == "a number" || want == "an integer") {
+		// The right kind of value, out of the Go type's range or not whole.
+		n := strings.TrimPrefix(ute.Value, "number ")
+		if want == "a number" {
+			return badRequest(path, "%s %s is out of range", path, n)
+		}
+		return badRequest(path, "%s must be an integer in range, got %s", path, n)
+	}
+	return badRequest(path, "%s must be %s, got %s", path, want, got)
+}
+
+// jsonValueWords names the kind of JSON value an UnmarshalTypeError found
+// ("string", "number 1.5", "array", ...).
+func jsonValueWords(v string) string {
+	switch {
+	case strings.HasPrefix(v, "number "):
+		return strings.TrimPrefix(v, "number ")
+	case v == "array", v == "object":
+		return "an " + v
+	case v == "bool":
+		return "a boolean"
+	case v == "":
+		return "a value of another type"
+	}
+	return "a " + v
+}
+
+// jsonTypeWords names the JSON value a Go type takes.
+func jsonTypeWords(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "another type"
+}
+
+// jsonPathAt returns the path (messages[0].role; "" for the top level)
+// of the innermost JSON value of body that ends at or contains byte
+// offset off: where encoding/json reports a type mismatch (after a
+// scalar, or just inside an array or object).
+func jsonPathAt(body []byte, off int64) (string, bool) {
+	type frame struct {
+		array   bool
+		key     string
+		index   int
+		wantKey bool
+	}
+	var stack []frame
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			if f.array {
+				fmt.Fprintf(&b, "[%d]", f.index)
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(f.key)
+		}
+		return b.String()
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			if len(stack) == 0 {
+				return "", false
+			}
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				return "", false // the whole value, and no mismatch found
+			}
+			top := &stack[len(stack)-1]
+			if top.array {
+				top.index++
+			} else {
+				top.wantKey = true
+			}
+			continue
+		}
+		if n := len(stack); n > 0 && !stack[n-1].array && stack[n-1].wantKey {
+			stack[n-1].key, _ = tok.(string)
+			stack[n-1].wantKey = false
+			continue
+		}
+		// A value: its path is the current one.
+		here := path()
+		if dec.InputOffset() >= off {
+			return here, true
+		}
+		if d, ok := tok.(json.Delim); ok {
+			stack = append(stack, frame{array: d == '[', wantKey: d == '{'})
+			continue
+		}
+		if n := len(stack); n > 0 {
+			if stack[n-1].array {
+				stack[n-1].index++
+			} else {
+				stack[n-1].wantKey = true
+			}
+		} else {
+			return "", false
+		}
+	}
 }
 
 // sampling validates the sampling fields (OpenAI's ranges) and returns

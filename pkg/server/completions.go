@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/maniac-ai/mach/pkg/engine"
@@ -24,9 +26,17 @@ func promptInput(raw json.RawMessage) (text string, ids []int32, err error) {
 		}
 		return text, nil, nil
 	}
-	if json.Unmarshal(raw, &ids) == nil {
-		if len(ids) == 0 {
+	var nums []float64
+	if json.Unmarshal(raw, &nums) == nil {
+		if len(nums) == 0 {
 			return "", nil, badRequest("prompt", "prompt is an empty array")
+		}
+		ids = make([]int32, len(nums))
+		for i, n := range nums {
+			if n != math.Trunc(n) || n < 0 || n > math.MaxInt32 {
+				return "", nil, badRequest("prompt", "prompt token %s (position %d) is not a token id: want a whole number from 0", strconv.FormatFloat(n, 'g', -1, 64), i)
+			}
+			ids[i] = int32(n)
 		}
 		return "", ids, nil
 	}
@@ -162,6 +172,13 @@ func (s *Server) completionJob(req *completionRequest) (*scheduler.Request, stri
 	text, ids, err := promptInput(req.Prompt)
 	if err != nil {
 		return nil, "", err
+	}
+	if vocab := s.sched.Vocab(); vocab > 0 {
+		for i, id := range ids {
+			if int(id) >= vocab {
+				return nil, "", badRequest("prompt", "prompt token %d (position %d) is outside the model's vocabulary: token ids are 0 to %d (vocab_size %d)", id, i, vocab-1, vocab)
+			}
+		}
 	}
 	prompt, _, err := s.model.Prompter.Render(&engine.Request{Prompt: text, PromptTokens: ids})
 	if err != nil {

@@ -85,6 +85,9 @@ type Server struct {
 
 	ready    atomic.Bool
 	draining atomic.Bool
+	// inflight counts /v1/ requests being handled; Serve waits for it to
+	// reach zero before closing the listener.
+	inflight atomic.Int64
 	jsonModeState
 }
 
@@ -124,8 +127,8 @@ func (s *Server) routes() http.Handler {
 	v1 := func(pattern, endpoint string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.auth(s.count(endpoint, h)))
 	}
-	v1("POST /v1/chat/completions", "chat_completions", s.handleChat)
-	v1("POST /v1/completions", "completions", s.handleCompletions)
+	v1("POST /v1/chat/completions", "chat_completions", s.refuseDraining(s.handleChat))
+	v1("POST /v1/completions", "completions", s.refuseDraining(s.handleCompletions))
 	v1("GET /v1/models", "models", s.handleModels)
 	v1("GET /v1/models/{id...}", "models", s.handleModel)
 	v1("GET /v1/capabilities", "capabilities", s.handleCapabilities)
@@ -193,6 +196,8 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *Server) count(endpoint string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
@@ -237,6 +242,40 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) Drain() {
 	s.draining.Store(true)
 	s.sched.Drain()
+}
+
+// refuseDraining answers a generation request with 503 draining (OpenAI
+// error JSON, Retry-After) once Drain has been called, before reading
+// the body.
+func (s *Server) refuseDraining(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			writeError(w, asAPIError(scheduler.ErrDraining))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// waitIdle waits until no /v1/ request is being handled and the
+// scheduler holds no sequence, or ctx ends, or failed closes (the
+// scheduler or the HTTP server failed: nothing more will finish).
+func (s *Server) waitIdle(ctx context.Context, failed <-chan struct{}) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := s.sched.Stats()
+		if s.inflight.Load() == 0 && st.Running == 0 && st.Waiting == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-failed:
+			return context.Canceled
+		case <-tick.C:
+		}
+	}
 }
 
 // checkModel accepts the served name, an alias or no name at all.
@@ -331,9 +370,11 @@ func (s *Server) fingerprint() string {
 }
 
 // Serve runs the scheduler and serves s on ln until ctx ends, then shuts
-// down gracefully: readiness goes false and new requests get 503, the
-// HTTP server waits (up to ShutdownTimeout) for in-flight requests, and
-// the scheduler stops. It returns nil after a clean shutdown.
+// down gracefully: readiness goes false (/ready answers 503, /health
+// stays 200) and new generation requests get 503 draining while the
+// listener stays open and in-flight generations finish; once none is
+// left (or after ShutdownTimeout) the HTTP server shuts down and the
+// scheduler stops. It returns nil after a clean shutdown.
 func Serve(ctx context.Context, ln net.Listener, s *Server) error {
 	hs := &http.Server{
 		Handler:           s,
@@ -367,6 +408,9 @@ func Serve(ctx context.Context, ln net.Listener, s *Server) error {
 		s.log.Info("shutting down: draining in-flight requests", "timeout", s.opts.ShutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 		defer cancel()
+		// Keep the listener open while generations finish, so that new
+		// requests get 503 draining rather than a refused connection.
+		_ = s.waitIdle(sctx, gctx.Done())
 		err := hs.Shutdown(sctx)
 		if err != nil {
 			// In-flight generations outlived the timeout: cut them off.

@@ -461,7 +461,7 @@ func TestErrors(t *testing.T) {
 		{"prompt missing", "/v1/completions", map[string]any{}, 400, "prompt", nil},
 		{"two prompts", "/v1/completions", map[string]any{"prompt": []string{"a", "b"}}, 400, "prompt", "not_supported"},
 		{"suffix", "/v1/completions", map[string]any{"prompt": "a", "suffix": "b"}, 400, "suffix", "not_supported"},
-		{"token out of range", "/v1/completions", map[string]any{"prompt": []int{1, 99999}}, 400, nil, nil},
+		{"token out of range", "/v1/completions", map[string]any{"prompt": []int{1, 99999}}, 400, "prompt", nil},
 		{"unknown route", "/v1/embeddings", map[string]any{}, 404, nil, "unknown_url"},
 	}
 	for _, tc := range tests {
@@ -480,6 +480,54 @@ func TestErrors(t *testing.T) {
 	// Unknown fields are ignored, as OpenAI does.
 	status, resp, _ := h.post("/v1/chat/completions", map[string]any{"messages": msgs, "frobnicate": true, "service_tier": "auto"})
 	require.Equal(t, http.StatusOK, status, resp)
+}
+
+// A value of the wrong JSON type is a 400 naming its JSON path (no Go
+// struct names) and the types in JSON's words.
+func TestTypeErrors(t *testing.T) {
+	h := newHarness(t, setup{})
+	vocab := h.sched.Vocab()
+	tests := []struct {
+		path, body string
+		param      any
+		message    string
+	}{
+		{"/v1/chat/completions", `{"temperature":"hot"}`, "temperature", "temperature must be a number, got a string"},
+		{"/v1/chat/completions", `{"seed":"x"}`, "seed", "seed must be an integer, got a string"},
+		{"/v1/chat/completions", `{"seed":1.5}`, "seed", "seed must be an integer in range, got 1.5"},
+		{"/v1/chat/completions", `{"top_p":1e999}`, "top_p", "top_p 1e999 is out of range"},
+		{"/v1/chat/completions", `{"messages":"hi"}`, "messages", "messages must be an array, got a string"},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"},7]}`, "messages[1]", "messages[1] must be an object, got a number"},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"},{"role":["tool"]}]}`, "messages[1].role", "messages[1].role must be a string, got an array"},
+		{"/v1/chat/completions", `{"messages":[{"role":"assistant","tool_calls":[{"function":{"name":3}}]}]}`, "messages[0].tool_calls[0].function.name", "messages[0].tool_calls[0].function.name must be a string, got a number"},
+		{"/v1/chat/completions", `{"stream":"yes"}`, "stream", "stream must be a boolean, got a string"},
+		{"/v1/chat/completions", `{"stream_options":{"include_usage":1}}`, "stream_options.include_usage", "stream_options.include_usage must be a boolean, got a number"},
+		{"/v1/chat/completions", `{"response_format":"json"}`, "response_format", "response_format must be an object, got a string"},
+		{"/v1/chat/completions", `[]`, nil, "the request body must be a JSON object, got an array"},
+		{"/v1/chat/completions", ` "hi"`, nil, "the request body must be a JSON object, got a string"},
+		{"/v1/completions", `{"prompt":"a","max_tokens":"3"}`, "max_tokens", "max_tokens must be an integer, got a string"},
+		{"/v1/completions", `{"prompt":"a","temperature":true}`, "temperature", "temperature must be a number, got a boolean"},
+		{"/v1/completions", `7`, nil, "the request body must be a JSON object, got a number"},
+		{"/v1/completions", `{"prompt":[1,2,999999]}`, "prompt", fmt.Sprintf("prompt token 999999 (position 2) is outside the model's vocabulary: token ids are 0 to %d (vocab_size %d)", vocab-1, vocab)},
+		{"/v1/completions", `{"prompt":[[1,2,999999]]}`, "prompt", "prompt token 999999 (position 2) is outside the model's vocabulary"},
+		{"/v1/completions", `{"prompt":[1,-2]}`, "prompt", "prompt token -2 (position 1) is not a token id"},
+		{"/v1/completions", `{"prompt":[1,1e10]}`, "prompt", "prompt token 1e+10 (position 1) is not a token id"},
+		{"/v1/completions", `{"prompt":[1,2.5]}`, "prompt", "prompt token 2.5 (position 1) is not a token id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.body, func(t *testing.T) {
+			status, resp, _ := h.post(tc.path, tc.body)
+			require.Equal(t, http.StatusBadRequest, status, resp)
+			e := resp["error"].(map[string]any)
+			require.Equal(t, "invalid_request_error", e["type"])
+			require.Equal(t, tc.param, e["param"])
+			msg, _ := e["message"].(string)
+			require.True(t, strings.HasPrefix(msg, tc.message), "message %q, want it to start with %q", msg, tc.message)
+			for _, leak := range []string{"samplingFields", "server.", "float64", "int64", "int32", "Go "} {
+				require.NotContains(t, msg, leak)
+			}
+		})
+	}
 }
 
 func TestAuth(t *testing.T) {
@@ -756,6 +804,104 @@ func TestServeShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return")
 	}
+}
+
+// While Serve drains (ctx cancelled, a generation in flight) the listener
+// stays open: /ready and new generations get 503 (OpenAI error JSON,
+// Retry-After), /health 200; the in-flight request completes with 200 and
+// only then does Serve return.
+func TestServeDrainRefusesNewRequests(t *testing.T) {
+	gate := make(chan struct{})
+	dir := scripted(t)
+	e, err := engine.Load(t.Context(), dir, engine.Options{Loaders: archs.Loaders()})
+	require.NoError(t, err)
+	defer e.Close()
+	sched, err := scheduler.New(gated{e.Model(), gate}, scheduler.Options{EOS: e.EOS(), MaxBatch: 1, MaxQueue: 1})
+	require.NoError(t, err)
+	arch, _ := registry.Default().Lookup("qwen3_moe")
+	srv := server.New(server.Model{Name: "m", Arch: arch, Prompter: e.Prompter, NewDecoder: e.NewDecoder}, sched, nil,
+		server.Options{Logger: quiet, ShutdownTimeout: time.Minute})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	base := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ctx, ln, srv) }()
+	type result struct {
+		status int
+		body   string
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(base+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"messages":[{"role":"user","content":"Hi"}],"stream":true}`))
+		if err != nil {
+			inflight <- result{body: err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		inflight <- result{resp.StatusCode, string(b)}
+	}()
+	require.Eventually(t, func() bool { return sched.Stats().Running == 1 }, 5*time.Second, time.Millisecond)
+	stop()
+	get := func(path string) int {
+		resp, err := http.Get(base + path)
+		require.NoError(t, err, "GET %s while draining: the listener stays open", path)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Eventually(t, func() bool { return get("/ready") == http.StatusServiceUnavailable }, 5*time.Second, time.Millisecond)
+	require.Equal(t, http.StatusOK, get("/health"), "alive while draining")
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}]}`},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`},
+		{"/v1/completions", `{"prompt":"Hi"}`},
+	} {
+		resp, err := http.Post(base+tc.path, "application/json", strings.NewReader(tc.body))
+		require.NoError(t, err, "POST %s while draining: the listener stays open", tc.path)
+		var got struct {
+			Error struct {
+				Code, Type, Message string
+			}
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+		resp.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, tc.path)
+		require.Equal(t, "draining", got.Error.Code)
+		require.Equal(t, "server_error", got.Error.Type)
+		require.NotEmpty(t, got.Error.Message)
+		require.NotEmpty(t, resp.Header.Get("Retry-After"))
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned with a generation in flight: %v", err)
+	default:
+	}
+	pump, stopPump := context.WithCancel(t.Context())
+	defer stopPump()
+	go func() {
+		for {
+			select {
+			case gate <- struct{}{}:
+			case <-pump.Done():
+				return
+			}
+		}
+	}()
+	got := recv(t, inflight, "the in-flight response")
+	require.Equal(t, http.StatusOK, got.status, got.body)
+	require.Contains(t, got.body, servertest.Greeting)
+	require.True(t, strings.HasSuffix(got.body, "data: [DONE]\n\n"))
+	select {
+	case err := <-served:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the in-flight request finished")
+	}
+	_, err = http.Get(base + "/health")
+	require.Error(t, err, "the listener is closed once Serve returns")
 }
 
 // Thousands of requests (some streamed, some abandoned) leave no
