@@ -1,15 +1,8 @@
 package gemma4
 
 import (
-	"encoding/json"
-	"fmt"
-	"math"
-	"slices"
-	"strconv"
-
 	"github.com/maniac-ai/mach/kernels"
-	"github.com/maniac-ai/mach/pkg/fault"
-	"github.com/maniac-ai/mach/pkg/model/rope"
+	"github.com/maniac-ai/mach/pkg/archconfig"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 )
 
@@ -43,22 +36,12 @@ type Layer struct {
 	RoPE kernels.RoPE
 }
 
-// Options are the hyper-parameters of a Gemma 4 MoE text model.
+// Options are the hyper-parameters of a Gemma 4 MoE text model: the config
+// as archconfig reads and validates it (the same check mach check runs),
+// with each layer's rotary embedding as the kernels take it.
 type Options struct {
-	Hidden, Layers       int
-	Vocab, MaxPositions  int
-	Experts, TopK, Width int
-	Eps                  float32
-	TiedEmbeddings       bool
-	// Softcap is final_logit_softcapping (0: none).
-	Softcap float32
-	// PerLayerInput is hidden_size_per_layer_input (0: no per-layer
-	// inputs); PerLayerVocab the rows of embed_tokens_per_layer.
-	PerLayerInput, PerLayerVocab int
-	// KVSharedLayers is num_kv_shared_layers: the last ones reuse the keys
-	// and values of the last earlier layer of their kind.
-	KVSharedLayers int
-	Layer          []Layer
+	archconfig.Gemma4
+	Layer []Layer
 }
 
 // Slots returns the number of cache layers (layers that own keys and
@@ -73,322 +56,17 @@ func (o Options) Slots() int {
 	return n
 }
 
-// textConfig holds the text_config keys only this architecture reads.
-type textConfig struct {
-	Eps              *float64                              `json:"rms_norm_eps"`
-	Softcap          *float64                              `json:"final_logit_softcapping"`
-	HiddenActivation string                                `json:"hidden_activation"`
-	AttentionBias    bool                                  `json:"attention_bias"`
-	Bidirectional    *string                               `json:"use_bidirectional_attention"`
-	RopeParameters   map[string]*ropeParams                `json:"rope_parameters"`
-	PerLayerConfig   map[string]map[string]json.RawMessage `json:"per_layer_config"`
-	GlobalHeadDim    *int                                  `json:"global_head_dim"`
-	NumGlobalKVHeads *int                                  `json:"num_global_key_value_heads"`
-	KVSharedLayers   int                                   `json:"num_kv_shared_layers"`
-	PerLayerInput    *int                                  `json:"hidden_size_per_layer_input"`
-	PerLayerVocab    *int                                  `json:"vocab_size_per_layer_input"`
-	DoubleWideMLP    bool                                  `json:"use_double_wide_mlp"`
-	EnableMoEBlock   *bool                                 `json:"enable_moe_block"`
-}
-
-type ropeParams struct {
-	RopeType string   `json:"rope_type"`
-	Theta    *float64 `json:"rope_theta"`
-	Partial  *float64 `json:"partial_rotary_factor"`
-	Factor   *float64 `json:"factor"`
-}
-
-// maxHeadDim bounds head dimensions read from a config (real models use
-// 256 and 512) before anything is sized from them.
-const maxHeadDim = 1 << 16
-
-// transformers' defaults (Gemma4TextConfig's fields and __post_init__).
-const (
-	defaultHeadDim       = 256
-	defaultSlidingWindow = 512
-	defaultPerLayerInput = 256
-	defaultPerLayerVocab = 262144
-	defaultGlobalHeadDim = 512
-	defaultSlidingTheta  = 10000.0
-	defaultFullTheta     = 1000000.0
-	defaultFullPartial   = 0.25
-)
-
-// ParseOptions reads a gemma4 config. It mirrors transformers 5.17's
-// Gemma4TextConfig: per_layer_config overrides when the config carries one
-// (transformers writes it), else global_head_dim (default 512) and, with
-// attention_k_eq_v, num_global_key_value_heads on full-attention layers.
+// ParseOptions reads a gemma4 config (archconfig.ParseGemma4, which
+// mirrors transformers 5.17's Gemma4TextConfig).
 func ParseOptions(cfg *modelconfig.Config) (Options, error) {
-	bad := func(format string, args ...any) (Options, error) {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %s", cfg.Name(), fmt.Sprintf(format, args...)), fault.ErrUnsupported)
+	c, err := archconfig.ParseGemma4(cfg)
+	if err != nil {
+		return Options{}, err
 	}
-	if cfg.ModelType != ModelType {
-		return bad("model_type %q is not %s", cfg.ModelType, ModelType)
-	}
-	var x textConfig
-	var keys, top map[string]json.RawMessage
-	for _, err := range []error{json.Unmarshal(cfg.Text, &x), json.Unmarshal(cfg.Text, &keys), json.Unmarshal(cfg.Raw, &top)} {
-		if err != nil {
-			return Options{}, fault.Mark(fmt.Errorf("%s: text config: %w", cfg.Name(), err), fault.ErrIO)
-		}
-	}
-	// An absent key takes transformers' default, which is not always what
-	// null or the normalized config's zero means.
-	_, hasPerLayerInput := keys["hidden_size_per_layer_input"]
-	_, hasHeadDim := keys["head_dim"]
-	_, hasWindow := keys["sliding_window"]
-	tied := true // PreTrainedConfig's default
-	for _, m := range []map[string]json.RawMessage{keys, top} {
-		if _, ok := m["tie_word_embeddings"]; ok {
-			tied = cfg.TieWordEmbeddings
-			break
-		}
-	}
-	o := Options{
-		Hidden: cfg.HiddenSize, Layers: cfg.NumLayers, Vocab: cfg.VocabSize, MaxPositions: cfg.MaxPositionEmbeddings,
-		Experts: cfg.NumExperts, TopK: cfg.ExpertsPerToken, Width: cfg.MoEIntermediateSize,
-		TiedEmbeddings: tied, Eps: 1e-6, KVSharedLayers: x.KVSharedLayers,
-		PerLayerInput: defaultPerLayerInput, PerLayerVocab: defaultPerLayerVocab,
-	}
-	if x.Eps != nil {
-		o.Eps = float32(*x.Eps)
-	}
-	if x.Softcap != nil {
-		o.Softcap = float32(*x.Softcap)
-	}
-	if hasPerLayerInput {
-		o.PerLayerInput = 0 // null switches per-layer inputs off
-		if x.PerLayerInput != nil {
-			o.PerLayerInput = *x.PerLayerInput
-		}
-	}
-	if x.PerLayerVocab != nil {
-		o.PerLayerVocab = *x.PerLayerVocab
-	}
-	if o.MaxPositions <= 0 {
-		o.MaxPositions = 131072
-	}
-	heads, kvHeads, headDim := cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
-	if !hasHeadDim {
-		headDim = defaultHeadDim
-	}
-	switch {
-	case o.Hidden <= 0 || o.Layers <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0 || o.Vocab <= 0:
-		return bad("hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim and vocab_size must be positive")
-	case x.EnableMoEBlock == nil || !*x.EnableMoEBlock:
-		return bad("enable_moe_block is not true (transformers' default is false): a dense Gemma 4; mach runs the MoE member (gemma-4-26B-A4B) and has no dense Gemma 4 reference to check against")
-	case o.Experts <= 0 || o.TopK <= 0 || o.TopK > o.Experts || o.Width <= 0:
-		return bad("num_experts %d, top_k_experts %d, moe_intermediate_size %d do not describe a MoE block", o.Experts, o.TopK, o.Width)
-	case cfg.IntermediateSize <= 0:
-		return bad("intermediate_size %d: the dense MLP beside the experts needs a width", cfg.IntermediateSize)
-	case cfg.ExpertsPerLayer != nil:
-		return bad("%s (a non-uniformly pruned checkpoint) is not supported for gemma4 by this build", modelconfig.ExpertsPerLayerKey)
-	case x.HiddenActivation != "" && x.HiddenActivation != "gelu_pytorch_tanh":
-		return bad("hidden_activation %q (gemma4 uses gelu_pytorch_tanh)", x.HiddenActivation)
-	case x.AttentionBias:
-		return bad("attention_bias true is not a gemma4 checkpoint this build knows")
-	case x.Bidirectional != nil && *x.Bidirectional == "all":
-		return bad("use_bidirectional_attention \"all\" (an encoder) cannot generate")
-	case o.PerLayerInput < 0 || (o.PerLayerInput > 0 && o.PerLayerVocab < o.Vocab):
-		return bad("hidden_size_per_layer_input %d with vocab_size_per_layer_input %d for a vocabulary of %d", o.PerLayerInput, o.PerLayerVocab, o.Vocab)
-	case o.KVSharedLayers < 0 || o.KVSharedLayers >= o.Layers:
-		return bad("num_kv_shared_layers %d for %d layers (some layer must compute keys and values)", o.KVSharedLayers, o.Layers)
-	}
-	if len(cfg.MoELayers()) != o.Layers {
-		return bad("every gemma4 layer carries the MoE block, but the config makes layers %v routed", cfg.MoELayers())
-	}
-
-	// Layer kinds; transformers forces the last layer to full attention.
-	kinds := slices.Clone(cfg.LayerTypes)
-	if len(kinds) != o.Layers {
-		return bad("layer_types has %d entries for %d layers", len(kinds), o.Layers)
-	}
-	kinds[len(kinds)-1] = Full
-	window := cfg.SlidingWindow
-	if !hasWindow {
-		window = defaultSlidingWindow
-	}
-
-	// Per-layer attention dimensions.
-	type dims struct{ heads, kv, hd int }
-	per := make([]dims, o.Layers)
-	for i := range per {
-		per[i] = dims{heads, kvHeads, headDim}
-	}
-	if x.PerLayerConfig != nil {
-		for key, ov := range x.PerLayerConfig {
-			i, err := strconv.Atoi(key)
-			if err != nil || i < 0 || i >= o.Layers || strconv.Itoa(i) != key {
-				return bad("per_layer_config: key %q is not a layer index below %d", key, o.Layers)
-			}
-			for name, raw := range ov {
-				var v int
-				if err := json.Unmarshal(raw, &v); err != nil || v <= 0 {
-					return bad("per_layer_config[%q].%s = %s: want a positive integer", key, name, raw)
-				}
-				switch name {
-				case "head_dim":
-					per[i].hd = v
-				case "num_key_value_heads":
-					per[i].kv = v
-				default:
-					return bad("per_layer_config[%q] overrides %q; this build knows head_dim and num_key_value_heads", key, name)
-				}
-			}
-		}
-	} else {
-		ghd := defaultGlobalHeadDim
-		if x.GlobalHeadDim != nil && *x.GlobalHeadDim > 0 {
-			ghd = *x.GlobalHeadDim
-		}
-		for i, k := range kinds {
-			if k != Full {
-				continue
-			}
-			per[i].hd = ghd
-			if cfg.AttentionKEqV && x.NumGlobalKVHeads != nil && *x.NumGlobalKVHeads > 0 {
-				per[i].kv = *x.NumGlobalKVHeads
-			}
-		}
-	}
-
-	for i, d := range per {
-		if d.hd > maxHeadDim || d.kv > d.heads {
-			return bad("layer %d: head dim %d (at most %d) with %d key/value heads for %d attention heads", i, d.hd, maxHeadDim, d.kv, d.heads)
-		}
-	}
-
-	// Rotary parameters per layer kind.
-	ropes := map[string]kernels.RoPE{}
-	for _, kind := range []string{Sliding, Full} {
-		hd := -1
-		for i, k := range kinds {
-			if k != kind {
-				continue
-			}
-			if hd >= 0 && per[i].hd != hd {
-				return bad("%s layers have head dims %d and %d; transformers computes one rotary table per layer kind", kind, hd, per[i].hd)
-			}
-			hd = per[i].hd
-		}
-		if hd < 0 {
-			continue
-		}
-		r, err := ropeFor(kind, x.RopeParameters[kind], hd, x.RopeParameters == nil)
-		if err != nil {
-			return bad("rope_parameters[%q]: %v", kind, err)
-		}
-		ropes[kind] = r
-	}
-
-	// KV sharing: layer i ≥ first reads the keys and values of the last
-	// layer before first of its kind (transformers' store_full_length_kv).
-	first := o.Layers - o.KVSharedLayers
-	slot := 0
-	for i, k := range kinds {
-		d := per[i]
-		l := Layer{Kind: k, Heads: d.heads, KVHeads: d.kv, HeadDim: d.hd, SharesKV: -1, Slot: -1,
-			Intermediate: cfg.IntermediateSize, RoPE: ropes[k]}
-		switch k {
-		case Sliding:
-			if window <= 0 {
-				return bad("layer %d is sliding_attention but sliding_window is %d", i, window)
-			}
-			l.Window = window
-		case Full:
-			l.KEqV = cfg.AttentionKEqV
-		default:
-			return bad("layer_types[%d] = %q; gemma4 layers are %s or %s", i, k, Sliding, Full)
-		}
-		if d.heads%d.kv != 0 {
-			return bad("layer %d: %d attention heads are not a multiple of %d key/value heads", i, d.heads, d.kv)
-		}
-		if i >= first {
-			src := -1
-			for j := first - 1; j >= 0; j-- {
-				if kinds[j] == k {
-					src = j
-					break
-				}
-			}
-			if src < 0 {
-				return bad("layer %d (%s) shares keys and values (num_kv_shared_layers %d), but no earlier layer of its kind computes them", i, k, o.KVSharedLayers)
-			}
-			if per[src].kv != d.kv || per[src].hd != d.hd {
-				return bad("layer %d shares the keys and values of layer %d, whose heads differ (%d×%d vs %d×%d)", i, src, per[src].kv, per[src].hd, d.kv, d.hd)
-			}
-			l.SharesKV = src
-			if x.DoubleWideMLP && first > 0 {
-				l.Intermediate *= 2
-			}
-		} else {
-			l.Slot = slot
-			slot++
-		}
-		o.Layer = append(o.Layer, l)
+	o := Options{Gemma4: c, Layer: make([]Layer, len(c.Layer))}
+	for i, l := range c.Layer {
+		o.Layer[i] = Layer{Kind: l.Kind, Heads: l.Heads, KVHeads: l.KVHeads, HeadDim: l.HeadDim, Window: l.Window,
+			KEqV: l.KEqV, SharesKV: l.SharesKV, Slot: l.Slot, Intermediate: l.Intermediate, RoPE: kernels.RoPE(l.RoPE)}
 	}
 	return o, nil
-}
-
-// ropeFor builds a layer kind's rotary embedding the way transformers'
-// Gemma4TextRotaryEmbedding does: "default" rotates the whole head with
-// theta (partial_rotary_factor is not read), "proportional" rotates the
-// whole head as half-split pairs (i, i+hd/2) of which only the first
-// int(partial·hd/2) have a non-zero frequency 1/theta^(2i/hd), divided by
-// factor.
-func ropeFor(kind string, p *ropeParams, hd int, absent bool) (kernels.RoPE, error) {
-	if p == nil {
-		if !absent {
-			return kernels.RoPE{}, fmt.Errorf("missing")
-		}
-		// transformers' defaults when rope_parameters is absent.
-		p = &ropeParams{RopeType: "default"}
-		theta := defaultSlidingTheta
-		if kind == Full {
-			partial := defaultFullPartial
-			theta = defaultFullTheta
-			p = &ropeParams{RopeType: "proportional", Partial: &partial}
-		}
-		p.Theta = &theta
-	}
-	if p.Theta == nil || *p.Theta <= 0 {
-		return kernels.RoPE{}, fmt.Errorf("rope_theta must be positive")
-	}
-	params := rope.Params{Type: p.RopeType, Theta: *p.Theta, Dims: hd}
-	factor := 1.0
-	switch p.RopeType {
-	case "", "default":
-		params.Type = "default"
-	case "proportional":
-		partial := 1.0
-		if p.Partial != nil {
-			partial = *p.Partial
-		}
-		if partial <= 0 || partial > 1 {
-			return kernels.RoPE{}, fmt.Errorf("partial_rotary_factor %g", partial)
-		}
-		// Python: int(partial * hd // 2), floor division of a float.
-		params.RopeAngles = int(math.Floor(partial * float64(hd) / 2))
-		if params.RopeAngles == 0 {
-			return kernels.RoPE{}, fmt.Errorf("partial_rotary_factor %g rotates no pair of a %d-dim head", partial, hd)
-		}
-		if p.Factor != nil {
-			factor = *p.Factor
-		}
-		if factor <= 0 {
-			return kernels.RoPE{}, fmt.Errorf("factor %g", factor)
-		}
-	default:
-		return kernels.RoPE{}, fmt.Errorf("rope_type %q is not supported for gemma4 by this build (default and proportional are)", p.RopeType)
-	}
-	inv, scale, err := params.InvFreq()
-	if err != nil {
-		return kernels.RoPE{}, err
-	}
-	if factor != 1 {
-		for i := range inv {
-			inv[i] = float32(float64(inv[i]) / factor)
-		}
-	}
-	return kernels.RoPE{HeadDim: hd, Dims: hd, InvFreq: inv, Scale: scale}, nil
 }

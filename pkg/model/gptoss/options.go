@@ -1,11 +1,8 @@
 package gptoss
 
 import (
-	"fmt"
-
 	"github.com/maniac-ai/mach/kernels"
-	"github.com/maniac-ai/mach/pkg/fault"
-	"github.com/maniac-ai/mach/pkg/model/rope"
+	"github.com/maniac-ai/mach/pkg/archconfig"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 )
 
@@ -15,106 +12,28 @@ import (
 const (
 	Alpha        = 1.702
 	UpOffset     = 1
-	DefaultLimit = 7
+	DefaultLimit = archconfig.GptOssDefaultLimit
 	// DefaultWindow is sliding_window when config.json has none.
-	DefaultWindow = 128
+	DefaultWindow = archconfig.GptOssDefaultWindow
 )
 
-// Options are the hyper-parameters the forward pass uses.
+// Options are the hyper-parameters the forward pass uses: the config as
+// archconfig reads and validates it (the same check mach check runs), with
+// the rotary embedding and the activation as the kernels take them.
 type Options struct {
-	Hidden, Layers          int
-	Heads, KVHeads, HeadDim int
-	Vocab, MaxPositions     int
-	Experts, TopK           int
-	ExpertWidth             int
-	TiedEmbeddings          bool
-	Eps                     float32
-	RoPE                    kernels.RoPE
-	// Window is the sliding window of the layers Sliding marks.
-	Window  int
-	Sliding []bool
+	archconfig.GptOss
+	RoPE kernels.RoPE
 	// Act is the experts' clamped SwiGLU.
 	Act kernels.Activation
-	// ExpertsPerLayer is num_experts_per_layer (a checkpoint pruned to
-	// different counts per layer), nil when every layer has Experts.
-	ExpertsPerLayer []int
 }
 
-// LayerExperts returns the number of routed experts of layer i.
-func (o Options) LayerExperts(i int) int {
-	if o.ExpertsPerLayer != nil && i < len(o.ExpertsPerLayer) {
-		return o.ExpertsPerLayer[i]
-	}
-	return o.Experts
-}
-
-// ParseOptions reads the options from a normalized config, decoding the
-// keys only this architecture uses from its text config.
+// ParseOptions reads the options from a normalized config
+// (archconfig.ParseGptOss).
 func ParseOptions(cfg *modelconfig.Config) (Options, error) {
-	var x struct {
-		Eps         *float64 `json:"rms_norm_eps"`
-		SwiGLULimit *float64 `json:"swiglu_limit"`
-		Bias        *bool    `json:"attention_bias"`
-	}
-	if err := cfg.DecodeText(ModelType, &x); err != nil {
+	c, err := archconfig.ParseGptOss(cfg)
+	if err != nil {
 		return Options{}, err
 	}
-	o := Options{
-		Hidden: cfg.HiddenSize, Layers: cfg.NumLayers, Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim,
-		Vocab: cfg.VocabSize, MaxPositions: cfg.MaxPositionEmbeddings,
-		Experts: cfg.NumExperts, TopK: cfg.ExpertsPerToken, ExpertWidth: cfg.MoEIntermediateSize, ExpertsPerLayer: cfg.ExpertsPerLayer,
-		TiedEmbeddings: cfg.TieWordEmbeddings, Eps: 1e-5, Window: cfg.SlidingWindow,
-		Act: kernels.Activation{Kind: kernels.SiLULimited, Alpha: Alpha, Limit: DefaultLimit, UpOffset: UpOffset},
-	}
-	if x.Eps != nil {
-		o.Eps = float32(*x.Eps)
-	}
-	if x.SwiGLULimit != nil {
-		o.Act.Limit = float32(*x.SwiGLULimit)
-	}
-	if o.Window == 0 {
-		o.Window = DefaultWindow
-	}
-	if o.MaxPositions <= 0 {
-		o.MaxPositions = 131072
-	}
-	bad := func(format string, args ...any) (Options, error) {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %s", cfg.Name(), fmt.Sprintf(format, args...)), fault.ErrUnsupported)
-	}
-	switch {
-	case o.Hidden <= 0 || o.Layers <= 0 || o.Heads <= 0 || o.KVHeads <= 0 || o.HeadDim <= 0 || o.Vocab <= 0:
-		return bad("hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim and vocab_size must be positive")
-	case o.Heads%o.KVHeads != 0:
-		return bad("num_attention_heads %d is not a multiple of num_key_value_heads %d", o.Heads, o.KVHeads)
-	case o.ExpertWidth <= 0:
-		return bad("intermediate_size (the expert width) is %d", o.ExpertWidth)
-	case o.Window < 0:
-		return bad("sliding_window %d", o.Window)
-	case x.Bias != nil && !*x.Bias:
-		return bad("attention_bias false: gpt-oss checkpoints have q/k/v/o biases")
-	case o.Act.Limit <= 0:
-		return bad("swiglu_limit %g: want a positive clamp", o.Act.Limit)
-	}
-	o.Sliding = make([]bool, o.Layers)
-	for i := range o.Sliding {
-		switch k := cfg.LayerKind(i); k {
-		case modelconfig.SlidingAttention:
-			o.Sliding[i] = true
-		case modelconfig.FullAttention:
-		default:
-			return bad("layer_types[%d] is %q; gpt_oss has sliding_attention and full_attention layers", i, k)
-		}
-		if !cfg.IsMoELayer(i) {
-			return bad("layer %d has no routed experts (num_local_experts %d); every gpt_oss layer is a MoE layer", i, cfg.NumExperts)
-		}
-		if ne := o.LayerExperts(i); ne <= 0 || o.TopK <= 0 || o.TopK > ne {
-			return bad("layer %d: %d experts with num_experts_per_tok %d", i, ne, o.TopK)
-		}
-	}
-	rp, err := rope.Kernel(cfg.Text, o.HeadDim)
-	if err != nil {
-		return Options{}, fault.Mark(fmt.Errorf("%s: %w", cfg.Name(), err), fault.ErrUnsupported)
-	}
-	o.RoPE = rp
-	return o, nil
+	return Options{GptOss: c, RoPE: kernels.RoPE(c.RoPE),
+		Act: kernels.Activation{Kind: kernels.SiLULimited, Alpha: Alpha, Limit: c.SwiGLULimit, UpOffset: UpOffset}}, nil
 }
