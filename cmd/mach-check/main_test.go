@@ -119,7 +119,7 @@ func TestEngineLayoutReport(t *testing.T) {
 	dir := t.TempDir()
 	ct.WriteFile(t, dir, "config.json", `{"model_type":"qwen3_5_moe","text_config":{"hidden_size":64,"num_hidden_layers":1,
 		"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"vocab_size":100,"num_experts":2,"num_experts_per_tok":1,
-		"moe_intermediate_size":32,"layer_types":["full_attention"],"max_position_embeddings":4096},"torch_dtype":"bfloat16"}`)
+		"moe_intermediate_size":32,"shared_expert_intermediate_size":32,"layer_types":["full_attention"],"max_position_embeddings":4096},"torch_dtype":"bfloat16"}`)
 	var ts []ct.Tensor
 	for e := range 2 {
 		p := fmt.Sprintf("model.language_model.layers.0.mlp.experts.%d.", e)
@@ -424,4 +424,65 @@ func TestVerifySidecar(t *testing.T) {
 	require.Contains(t, stderr, "re-run mach-export-sidecar")
 	_, _, code = runApp(t, testDeps(), dir)
 	require.Equal(t, cliapp.ExitOK, code, "sizes still match, so without --verify the sidecar passes")
+}
+
+// Checkpoints the architecture's loader refuses (mach-generate would fail
+// with these reasons) are not supported, exit 1, with the loader's reason
+// in the human report and in --json.
+func TestLoaderRefusals(t *testing.T) {
+	gemma, err := os.ReadFile(filepath.Join("..", "..", "pkg", "preflight", "testdata", "gemma4.json"))
+	require.NoError(t, err)
+	var g map[string]any
+	require.NoError(t, json.Unmarshal(gemma, &g))
+	text := g["text_config"].(map[string]any)
+	layers := int(text["num_hidden_layers"].(float64))
+	experts := int(text["num_experts"].(float64))
+	per := make([]int, layers)
+	for i := range per {
+		per[i] = experts - i%2
+	}
+	text["num_experts_per_layer"] = per
+	gemmaPruned, err := json.Marshal(g)
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name, config, reason string
+	}{
+		{"gemma4 with num_experts_per_layer", string(gemmaPruned),
+			"num_experts_per_layer (a non-uniformly pruned checkpoint) is not supported for gemma4 by this build"},
+		{"top-k above the expert count", `{"model_type":"qwen3_moe","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,
+			"num_key_value_heads":2,"head_dim":16,"vocab_size":100,"num_experts":8,"num_experts_per_tok":20,"moe_intermediate_size":32,
+			"max_position_embeddings":4096,"torch_dtype":"bfloat16"}`,
+			"layer 0 is a MoE layer but num_experts 8, num_experts_per_tok 20, moe_intermediate_size 32"},
+		{"model_type only", `{"model_type":"qwen3_moe"}`,
+			"hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads and vocab_size must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ct.WriteFile(t, dir, "config.json", tc.config)
+			ct.WriteSafetensors(t, filepath.Join(dir, "model.safetensors"), []ct.Tensor{ct.T("lm_head.weight", "BF16", 2, 2)})
+
+			out, errOut, code := runApp(t, testDeps(), dir)
+			require.Equal(t, cliapp.ExitNo, code, "%s\n%s", out, errOut)
+			require.Contains(t, out, "loader refuses this config.json")
+			require.Contains(t, out, tc.reason)
+			require.Contains(t, errOut, tc.reason)
+			require.NotContains(t, out, "mach-serve --checkpoint")
+
+			out, _, code = runApp(t, testDeps(), dir, "--json")
+			require.Equal(t, cliapp.ExitNo, code)
+			var r struct {
+				Supported    bool                         `json:"supported"`
+				Verdict      string                       `json:"verdict"`
+				ServeCommand *string                      `json:"serve_command"`
+				Paths        map[string]map[string]string `json:"paths"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &r))
+			require.False(t, r.Supported)
+			require.Nil(t, r.ServeCommand)
+			require.Contains(t, r.Verdict, tc.reason)
+			require.Equal(t, "blocked", r.Paths["openai_http"]["status"])
+			require.Contains(t, r.Paths["openai_http"]["reason"], tc.reason)
+		})
+	}
 }

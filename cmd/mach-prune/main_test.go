@@ -158,3 +158,25 @@ func TestHelp(t *testing.T) {
 		require.Contains(t, stdout, s)
 	}
 }
+
+// A plan keeping different expert counts per layer of a gemma4 checkpoint
+// is refused before anything is written: the gemma4 loader (the same
+// config validation, registry.Arch.CheckConfig) cannot run it. A uniform
+// plan on the same checkpoint prunes.
+func TestGemma4NonUniformRefused(t *testing.T) {
+	root, err := fixture.Dir()
+	require.NoError(t, err)
+	src := filepath.Join(root, "gemma4") // 4 layers, all MoE, 8 experts, top-2
+	out := filepath.Join(t.TempDir(), "out")
+	p := writePlan(t, `{"candidate_id":"mixed","num_experts":8,"keep":{"0":[0,1,2,3,4,5],"1":[0,1,2,3],"2":[0,1,2,3,4,5],"3":[0,1,2,3,4,5]}}`)
+	stdout, stderr, code := runApp(t, "--source", src, "--output", out, "--plan", p)
+	require.Equal(t, cliapp.ExitUsage, code, stdout+stderr)
+	require.Contains(t, stderr, "the pruned checkpoint would not load: the gemma4 loader refuses its config.json: "+
+		"num_experts_per_layer (a non-uniformly pruned checkpoint) is not supported for gemma4 by this build")
+	_, err = os.Stat(out)
+	require.True(t, os.IsNotExist(err), "nothing is written: %v", err)
+
+	p = writePlan(t, `{"candidate_id":"k6","num_experts":8,"keep":{"0":[0,1,2,3,4,5],"1":[0,1,2,3,4,7],"2":[0,1,2,3,4,5],"3":[0,1,2,3,4,5]}}`)
+	stdout, stderr, code = runApp(t, "--source", src, "--output", out, "--plan", p)
+	require.Equal(t, cliapp.ExitOK, code, stdout+stderr)
+}

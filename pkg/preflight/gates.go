@@ -100,6 +100,32 @@ func (b Build) Paths(arch registry.Arch, in *checkpoint.Inspection) []PathResult
 // needs_artifact (it would work once an artifact exists), then ok or
 // unknown (the checkpoint decides).
 func (b Build) Gate(p capability.Path, arch registry.Arch, in *checkpoint.Inspection) capability.Result {
+	r := b.gate(p, arch, in)
+	if r.Status == capability.OK {
+		// A config.json the architecture's loader refuses blocks every
+		// path that would otherwise run, with the loader's reason.
+		if refused, ok := ConfigRefusal(arch, in); ok {
+			return refused
+		}
+	}
+	return r
+}
+
+// ConfigRefusal runs the architecture's config validation
+// (registry.Arch.CheckConfig, the function its loader builds its options
+// on) on the inspected checkpoint's config.json and returns the blocked
+// result carrying the loader's reason when the loader would refuse it.
+func ConfigRefusal(arch registry.Arch, in *checkpoint.Inspection) (capability.Result, bool) {
+	if in == nil || in.Config == nil {
+		return capability.Result{}, false
+	}
+	if err := arch.ValidateConfig(in.Config); err != nil {
+		return capability.Blockedf("the %s loader refuses this config.json: %v", arch.ModelType, err), true
+	}
+	return capability.Result{}, false
+}
+
+func (b Build) gate(p capability.Path, arch registry.Arch, in *checkpoint.Inspection) capability.Result {
 	switch p {
 	case capability.OpenAIHTTP:
 		return b.openAIHTTP(arch, in)

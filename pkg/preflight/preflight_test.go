@@ -3,11 +3,14 @@ package preflight_test
 import (
 	"encoding/json"
 	"errors"
+	"maps"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/maniac-ai/mach/pkg/capability"
 	"github.com/maniac-ai/mach/pkg/checkpoint"
+	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/golden"
 	"github.com/maniac-ai/mach/pkg/hostmem"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
@@ -128,8 +131,14 @@ func validSidecar(mode string, bits int) checkpoint.SidecarProbe {
 func TestGatesForCheckpoints(t *testing.T) {
 	b := everything(t)
 	qwen := loadConfig(t, "qwen3_moe")
-	big := &modelconfig.Config{ModelType: "qwen3_moe", HiddenSize: 2048, MoEIntermediateSize: 768, NumLayers: 1, NumExperts: 8}
-	gptoss := &modelconfig.Config{ModelType: "gpt_oss", HiddenSize: 2880, MoEIntermediateSize: 2880, NumLayers: 1, NumExperts: 32}
+	// The fixture's config with GGUF-sized expert rows (the loader's
+	// config validation still passes).
+	bigCfg := *qwen
+	bigCfg.HiddenSize, bigCfg.MoEIntermediateSize = 2048, 768
+	big := &bigCfg
+	gptossCfg := *loadConfig(t, "gpt_oss")
+	gptossCfg.HiddenSize, gptossCfg.MoEIntermediateSize = 2880, 2880
+	gptoss := &gptossCfg
 	bf16 := checkpoint.Quant{Mode: "bf16", Bits: 16, Source: "tensors"}
 	mx := checkpoint.Quant{Mode: "mxfp4", Bits: 4, GroupSize: 32, Source: "tensors"}
 	ok, bl, na, need := capability.OK, capability.Blocked, capability.NA, capability.NeedsArtifact
@@ -361,4 +370,84 @@ func TestReportJSONKeys(t *testing.T) {
 	// Served with its experts resident (no sidecar, so no --streaming).
 	require.Equal(t, `"mach-serve --checkpoint /ckpt --target-only"`, string(m["serve_command"]))
 	require.True(t, r.Supported)
+}
+
+// withKeys returns the testdata config name with keys set (in text_config
+// for a wrapped config), as a config.json written into a fresh directory.
+func withKeys(t *testing.T, name string, keys map[string]any) *modelconfig.Config {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+	require.NoError(t, err)
+	var top map[string]any
+	require.NoError(t, json.Unmarshal(data, &top))
+	text := top
+	if tc, ok := top["text_config"].(map[string]any); ok {
+		text = tc
+	}
+	maps.Copy(text, keys)
+	out, err := json.Marshal(top)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "config.json")
+	require.NoError(t, os.WriteFile(path, out, 0o644))
+	c, err := modelconfig.ReadFile(path)
+	require.NoError(t, err)
+	return c
+}
+
+// Checkpoints the architecture's loader refuses are not supported, with
+// the loader's reason, in every gate that would otherwise be ok: the same
+// validation (pkg/archconfig) runs in both.
+func TestLoaderRefusals(t *testing.T) {
+	b := preflight.ThisBuild(registry.Default())
+	tests := []struct {
+		name, arch string
+		cfg        func() *modelconfig.Config
+		reason     string
+	}{
+		{"gemma4 pruned to different counts per layer", "gemma4", func() *modelconfig.Config {
+			c := loadConfig(t, "gemma4")
+			per := make([]any, c.NumLayers)
+			for i := range per {
+				per[i] = c.NumExperts - i%2
+			}
+			return withKeys(t, "gemma4", map[string]any{"num_experts_per_layer": per})
+		}, "num_experts_per_layer (a non-uniformly pruned checkpoint) is not supported for gemma4 by this build"},
+		{"top-k above the expert count", "qwen3_moe", func() *modelconfig.Config {
+			return withKeys(t, "qwen3_moe", map[string]any{"num_experts": 8, "num_experts_per_tok": 20})
+		}, "layer 0 is a MoE layer but num_experts 8, num_experts_per_tok 20"},
+		{"config.json with only model_type", "qwen3_moe", func() *modelconfig.Config {
+			path := filepath.Join(t.TempDir(), "config.json")
+			require.NoError(t, os.WriteFile(path, []byte(`{"model_type":"qwen3_moe"}`), 0o644))
+			c, err := modelconfig.ReadFile(path)
+			require.NoError(t, err)
+			return c
+		}, "hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads and vocab_size must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			arch, ok := b.Registry.Lookup(tt.arch)
+			require.True(t, ok)
+			cfg := tt.cfg()
+			loaderErr := arch.ValidateConfig(cfg)
+			require.Error(t, loaderErr)
+			require.ErrorIs(t, loaderErr, fault.ErrUnsupported)
+			require.Contains(t, loaderErr.Error(), tt.reason)
+			for _, in := range []*checkpoint.Inspection{
+				inspection(cfg, checkpoint.Engine, checkpoint.Quant{Mode: "bf16", Bits: 16, Source: "tensors"}),
+				checkpoint.InspectConfig("/cache", cfg, nil, ""),
+			} {
+				rep := b.Check("/ckpt", arch, in, preflight.CheckOptions{})
+				require.False(t, rep.Supported)
+				require.Contains(t, rep.Verdict, tt.reason)
+				require.Contains(t, rep.Verdict, loaderErr.Error())
+				require.Nil(t, rep.ServeCommand)
+				for _, p := range rep.PathOrder {
+					require.NotEqual(t, capability.OK, p.Status, "%s: %s", p.Path, p.Reason)
+				}
+				require.Equal(t, capability.Blocked, rep.Paths[capability.OpenAIHTTP].Status)
+			}
+			// The unmodified testdata config still passes.
+			require.NoError(t, arch.ValidateConfig(loadConfig(t, tt.arch)))
+		})
+	}
 }

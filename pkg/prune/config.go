@@ -304,3 +304,31 @@ func (j *job) summarize() {
 		s.Notes = append(s.Notes, fmt.Sprintf("%d *.gguf file(s) of the source are not copied", len(j.in.GGUFFiles)))
 	}
 }
+
+// checkLoadable refuses a prune that turns a config.json the architecture's
+// loader accepts into one it would refuse (registry.Arch.CheckConfig, the validation the loader builds
+// its options on): gemma4, for one, cannot run different expert counts per
+// layer, so a plan that keeps unequal counts there is a usage error, caught
+// before anything is written.
+func (j *job) checkLoadable() error {
+	arch, ok := j.opts.Registry.Lookup(j.model)
+	if !ok {
+		return nil
+	}
+	if arch.ValidateConfig(j.cfg) != nil {
+		// The source does not load either; pruning does not make it worse.
+		return nil
+	}
+	out, err := modelconfig.Parse(j.config)
+	if err != nil {
+		return err
+	}
+	if err := arch.ValidateConfig(out); err != nil {
+		detail := err.Error()
+		if prefix := out.Name() + ": "; strings.HasPrefix(detail, prefix) {
+			detail = detail[len(prefix):]
+		}
+		return usagef("%s: the pruned checkpoint would not load: the %s loader refuses its config.json: %s", j.opts.Source, arch.ModelType, detail)
+	}
+	return nil
+}

@@ -100,6 +100,9 @@ func (j *job) plan() error {
 	if j.config, err = j.rewriteConfig(); err != nil {
 		return err
 	}
+	if err := j.checkLoadable(); err != nil {
+		return err
+	}
 	if j.expertMap, err = j.buildExpertMap(); err != nil {
 		return err
 	}

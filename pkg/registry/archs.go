@@ -1,5 +1,7 @@
 package registry
 
+import "github.com/maniac-ai/mach/pkg/archconfig"
+
 const modulePrefix = "github.com/maniac-ai/mach/pkg/model/"
 
 // Default returns the registry of the five architectures mach ships. The
@@ -116,6 +118,13 @@ func Default() *Registry {
 		// The table above is static; a failure is a programming error
 		// caught by the package tests.
 		panic(err)
+	}
+	// Every architecture checks its config.json with the function its
+	// loader builds its options on.
+	checks := archconfig.Checks()
+	for name, a := range r.archs {
+		a.CheckConfig = checks[name]
+		r.archs[name] = a
 	}
 	return r
 }

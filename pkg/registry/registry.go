@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/maniac-ai/mach/pkg/capability"
+	"github.com/maniac-ai/mach/pkg/modelconfig"
 )
 
 // Activation is the expert activation family, as the seed documents it.
@@ -120,6 +121,21 @@ type Arch struct {
 	Specdec SpecdecKind
 	// Support is what this build implements.
 	Support Support
+	// CheckConfig validates a config.json of this architecture as its
+	// loader does (pkg/archconfig, which the model package builds its
+	// options on): nil means the loader accepts it, an error is the
+	// loader's own refusal. mach check, mach-serve's start-up and
+	// mach-prune call it; nil CheckConfig accepts every config.
+	CheckConfig func(*modelconfig.Config) error `json:"-"`
+}
+
+// ValidateConfig runs CheckConfig on cfg, or accepts it when the
+// architecture has none.
+func (a Arch) ValidateConfig(cfg *modelconfig.Config) error {
+	if a.CheckConfig == nil || cfg == nil {
+		return nil
+	}
+	return a.CheckConfig(cfg)
 }
 
 // ContinuousBatching derives the continuous-batching capability from the
