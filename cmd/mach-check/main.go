@@ -82,7 +82,8 @@ usable when it holds a config.json with a model_type and valid safetensors.
 MEMORY: experts and non-expert bytes come from the safetensors headers
 (vision/audio towers excluded), or from config.json arithmetic at the
 checkpoint's bits when only the config is known. KV bytes are bf16 at
---context-length (default min(max_position_embeddings, 8192)) by cache kind:
+--context-length (default min(max_position_embeddings, 8192); a larger value
+than max_position_embeddings is a usage error, as for mach-serve) by cache kind:
 standard (every layer), rotating (sliding layers capped at the window),
 hybrid_gdn (full-attention layers plus the constant Gated DeltaNet state),
 compressed (sliding window plus one entry per compression ratio). The working
@@ -130,7 +131,7 @@ func newApp(d deps) *cli.App {
 		cliapp.JSONFlag("emit the full report as JSON instead of the human table"),
 		&cli.BoolFlag{Name: "all-archs", Usage: "print the path × architecture matrix for every registered arch (omit MODEL)"},
 		&cli.StringFlag{Name: "draft-dir", Usage: "speculative-decode draft directory to probe for the specdec path"},
-		&cli.IntFlag{Name: "context-length", Usage: "context length for the KV-byte estimate (default min(max_position_embeddings, 8192))"},
+		&cli.IntFlag{Name: "context-length", Usage: "context length for the KV-byte estimate, at most max_position_embeddings (default min(max_position_embeddings, 8192))"},
 		&cli.Float64Flag{Name: "expert-cache-gb", Usage: "streaming expert-cache budget (GB) used for the memory verdict"},
 		&cli.BoolFlag{Name: "local-only", Usage: "never touch the network; MODEL must be a local directory or a cached repo id"},
 		&cli.BoolFlag{Name: "verify", Usage: "also read expert_sidecar/'s layer files and check every expert's checksum"},

@@ -212,6 +212,9 @@ func TestBadInput(t *testing.T) {
 		{"two models", func(t *testing.T) []string { return []string{"a", "b"} }, cliapp.ExitUsage, "want one MODEL"},
 		{"all-archs with a model", func(t *testing.T) []string { return []string{"--all-archs", "org/x"} }, cliapp.ExitUsage, "omit MODEL"},
 		{"negative context", func(t *testing.T) []string { return []string{"x", "--context-length", "-1"} }, cliapp.ExitUsage, "--context-length"},
+		{"context beyond the model's", func(t *testing.T) []string {
+			return []string{ckpt(t, `{"model_type":"qwen3_moe","max_position_embeddings":1024}`, nil), "--context-length", "4096"}
+		}, cliapp.ExitUsage, "--context-length 4096 exceeds the model's 1024 (max_position_embeddings in"},
 		{"negative cache", func(t *testing.T) []string { return []string{"x", "--expert-cache-gb", "-2"} }, cliapp.ExitUsage, "--expert-cache-gb"},
 		{"unknown flag", func(t *testing.T) []string { return []string{"--nope"} }, cliapp.ExitUsage, "nope"},
 	}

@@ -53,6 +53,10 @@ func run(ctx context.Context, d deps, opts options, stdout, stderr io.Writer) er
 		}
 		return err
 	}
+	// The same bound mach-serve's --context-length has (pkg/scheduler).
+	if p := in.Config.MaxPositionEmbeddings; p > 0 && opts.ContextLength > p {
+		return cliapp.Usagef("--context-length %d exceeds the model's %d (max_position_embeddings in %s)", opts.ContextLength, p, in.Config.Name())
+	}
 	rep := d.build.Check(opts.Model, arch, in, preflight.CheckOptions{Memory: preflight.MemoryOptions{
 		ContextLength:    opts.ContextLength,
 		ExpertCacheBytes: opts.ExpertCacheBytes,
