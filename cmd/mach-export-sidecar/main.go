@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/maniac-ai/mach/pkg/cliapp"
+	"github.com/maniac-ai/mach/pkg/registry"
 	"github.com/maniac-ai/mach/pkg/sidecar"
 	"github.com/maniac-ai/mach/pkg/sidecar/export"
 	"github.com/urfave/cli/v2"
@@ -80,6 +81,7 @@ func newApp() *cli.App {
 			GroupSize:    c.Int("group-size"),
 			GroupSizeSet: c.IsSet("group-size"),
 			Workers:      c.Int("workers"),
+			Registry:     registry.Default(),
 		}
 		switch {
 		case opts.Checkpoint == "":

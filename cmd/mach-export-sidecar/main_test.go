@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,29 @@ func fixture(t *testing.T, name string) string {
 	p, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models", name))
 	require.NoError(t, err)
 	return p
+}
+
+// withConfig returns a copy of checkpoint src (weights linked) whose
+// config.json has the given keys replaced.
+func withConfig(t *testing.T, src string, set map[string]any) string {
+	t.Helper()
+	dir := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	maps.Copy(cfg, set)
+	raw, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644))
+	ents, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range ents {
+		if e.Name() != "config.json" && !e.IsDir() {
+			require.NoError(t, os.Symlink(filepath.Join(src, e.Name()), filepath.Join(dir, e.Name())))
+		}
+	}
+	return dir
 }
 
 // The seed's flags: --checkpoint, --output, --num-experts, --bits.
@@ -88,6 +112,8 @@ func TestExportErrors(t *testing.T) {
 		{[]string{"--checkpoint", "x", "--group-size", "32"}, cliapp.ExitUsage, "--group-size applies to --bits"},
 		{[]string{"--checkpoint", "NUM", "--num-experts", "16"}, cliapp.ExitUsage, "--num-experts 16 disagrees with the checkpoint"},
 		{[]string{"--checkpoint", "MLX", "--bits", "8"}, cliapp.ExitUsage, "never requantizes"},
+		// A config the qwen3_moe loader refuses: its sidecar could never be served.
+		{[]string{"--checkpoint", "TOPK"}, cliapp.ExitNo, "the qwen3_moe loader refuses this config.json"},
 	}
 	for _, tt := range tests {
 		args := append([]string(nil), tt.args...)
@@ -97,6 +123,8 @@ func TestExportErrors(t *testing.T) {
 				args[i] = fixture(t, "qwen3_moe")
 			case "MLX":
 				args[i] = fixture(t, "qwen3_moe_mlx4")
+			case "TOPK":
+				args[i] = withConfig(t, fixture(t, "qwen3_moe"), map[string]any{"num_experts_per_tok": 20})
 			}
 		}
 		out := t.TempDir()

@@ -20,6 +20,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
 	"github.com/maniac-ai/mach/pkg/quant"
+	"github.com/maniac-ai/mach/pkg/registry"
 	"github.com/maniac-ai/mach/pkg/safetensors"
 	"github.com/maniac-ai/mach/pkg/sidecar"
 )
@@ -45,6 +46,10 @@ type Options struct {
 	// Progress, when set, is called as experts are written (from several
 	// goroutines, serialized by the exporter).
 	Progress func(Progress)
+	// Registry, when set, refuses a checkpoint whose config.json the
+	// architecture's loader would refuse (registry.Arch.ValidateConfig):
+	// its sidecar could never be served.
+	Registry *registry.Registry
 }
 
 // Progress is the state of a running export.
@@ -84,6 +89,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	cfg, err := modelconfig.Load(opts.Checkpoint)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Registry != nil {
+		if arch, ok := opts.Registry.Lookup(cfg.ModelType); ok {
+			if err := arch.ValidateConfig(cfg); err != nil {
+				return nil, fault.Mark(fmt.Errorf("%s: the %s loader refuses this config.json, so a sidecar for it could never be served: %w", opts.Checkpoint, cfg.ModelType, err), fault.ErrUnsupported)
+			}
+		}
 	}
 	in, err := checkpoint.Inspect(opts.Checkpoint, cfg, checkpoint.Options{})
 	if err != nil {
