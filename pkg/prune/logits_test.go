@@ -2,6 +2,7 @@ package prune_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/maniac-ai/mach/kernels/cpu"
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/model"
+	"github.com/maniac-ai/mach/pkg/model/deepseekv4"
 	"github.com/maniac-ai/mach/pkg/model/gemma4"
 	"github.com/maniac-ai/mach/pkg/model/gptoss"
 	"github.com/maniac-ai/mach/pkg/model/qwen35moe"
@@ -33,21 +35,33 @@ type loadFunc func(ctx context.Context, dir string, cfg *modelconfig.Config, b k
 var forwardPasses = map[string]struct {
 	load     loadFunc
 	perLayer bool
+	keepOnly bool // no expert masking: only the keep-all conversion is compared
 }{
 	"qwen3_moe": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
 		return qwen3moe.Load(ctx, dir, cfg, b, qwen3moe.LoadOptions{})
-	}, true},
+	}, true, false},
 	"qwen3_5_moe": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
 		return qwen35moe.Load(ctx, dir, cfg, b, qwen35moe.LoadOptions{})
-	}, true},
+	}, true, false},
 	"gpt_oss": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
 		return gptoss.Load(ctx, dir, cfg, b, gptoss.LoadOptions{})
-	}, true},
+	}, true, false},
 	// The gemma4 loader refuses num_experts_per_layer in this build.
 	"gemma4": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
 		return gemma4.Load(ctx, dir, cfg, b, gemma4.LoadOptions{})
-	}, false},
+	}, false, false},
+	// deepseek_v4 has no router mask to compare a pruned checkpoint with
+	// (its hash layers route by token table), so only keep-all is checked.
+	"deepseek_v4": {func(ctx context.Context, dir string, cfg *modelconfig.Config, b kernels.Backend) (maskable, error) {
+		m, err := deepseekv4.Load(ctx, dir, cfg, b, deepseekv4.LoadOptions{})
+		return unmaskable{m}, err
+	}, true, true},
 }
+
+// unmaskable is a model without expert masking.
+type unmaskable struct{ model.Model }
+
+func (unmaskable) MaskExperts(int, []int) error { return errors.New("no expert masking") }
 
 // logitFixtures: every fixture of an architecture in forwardPasses, in
 // each layout and quantization.
@@ -57,6 +71,7 @@ var logitFixtures = []string{
 	"qwen3_5_moe", "qwen3_5_moe_bf16", "qwen3_5_moe_mlx", "qwen3_5_moe_mlx4",
 	"gpt_oss", "gpt_oss_bf16", "gpt_oss_mlx", "gpt_oss_mxfp4",
 	"gemma4", "gemma4_mlx4", "gemma4_ple",
+	"deepseek_v4", "deepseek_v4_fp8",
 }
 
 func loadModel(t *testing.T, dir string, b kernels.Backend) maskable {
@@ -104,7 +119,9 @@ func TestLogits(t *testing.T) {
 				return e != l%8 && e != (l+3)%8 && e != (l+5)%8
 			}),
 		}
-		if forwardPasses[cfg.ModelType].perLayer {
+		if forwardPasses[cfg.ModelType].keepOnly {
+			plans = map[string]*pruneplan.Candidate{"keep_all": nil}
+		} else if forwardPasses[cfg.ModelType].perLayer {
 			// Non-uniform: the first MoE layer keeps only top-k experts.
 			plans["per_layer"] = candidate("mixed", cfg.NumExperts, moe, func(l, e int) bool {
 				if l == moe[0] {
