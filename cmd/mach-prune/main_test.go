@@ -12,6 +12,7 @@ import (
 	"github.com/maniac-ai/mach/pkg/cliapp"
 	"github.com/maniac-ai/mach/pkg/fixture"
 	"github.com/maniac-ai/mach/pkg/golden"
+	"github.com/maniac-ai/mach/pkg/prune"
 	"github.com/stretchr/testify/require"
 )
 
@@ -179,4 +180,20 @@ func TestGemma4NonUniformRefused(t *testing.T) {
 	p = writePlan(t, `{"candidate_id":"k6","num_experts":8,"keep":{"0":[0,1,2,3,4,5],"1":[0,1,2,3,4,7],"2":[0,1,2,3,4,5],"3":[0,1,2,3,4,5]}}`)
 	stdout, stderr, code = runApp(t, "--source", src, "--output", out, "--plan", p)
 	require.Equal(t, cliapp.ExitOK, code, stdout+stderr)
+}
+
+// The progress line is cleared once, before the summary is written.
+func TestProgressFinishClearsOnce(t *testing.T) {
+	var b bytes.Buffer
+	p := &progress{w: &b}
+	p.finish()
+	require.Empty(t, b.String(), "nothing drawn, nothing to clear")
+	p.update(prune.Progress{Shard: 1, Shards: 1, Done: 10, Total: 10})
+	require.Contains(t, b.String(), "shard 1/1  100.0%")
+	b.Reset()
+	p.finish()
+	require.Equal(t, "\r\033[K", b.String())
+	b.Reset()
+	p.finish()
+	require.Empty(t, b.String(), "cleared once")
 }

@@ -64,12 +64,14 @@ func run(ctx context.Context, reg *registry.Registry, o options, stdout, stderr 
 		}
 	}
 	// Progress goes to stderr, so it never mixes with --json on stdout.
+	p := &progress{w: stderr}
 	if isTerminal(stderr) {
-		p := &progress{w: stderr}
 		popts.Progress = p.update
-		defer p.finish()
 	}
 	sum, err := prune.Run(ctx, popts)
+	// Clear the progress line before anything else is written: stdout and
+	// stderr are often the same terminal.
+	p.finish()
 	if err != nil {
 		return err
 	}
@@ -182,6 +184,7 @@ func (p *progress) update(pr prune.Progress) {
 func (p *progress) finish() {
 	if p.drawn {
 		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
 	}
 }
 
