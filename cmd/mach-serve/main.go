@@ -36,12 +36,18 @@ model is served (a small qwen3_moe shipped with mach; see mach-generate
 START-UP runs the same preflight gates as mach check: a checkpoint that mach
 check calls unsupported is refused with the same reason (exit 1), before
 any weight is loaded. The log then names the listening address, the model
-and the active serving paths. SIGINT or SIGTERM drains: new requests get
-503, in-flight ones finish (up to --shutdown-timeout), then the process
-exits 0.
+and the active serving paths; an address already in use is an I/O error
+(exit 4). SIGINT or SIGTERM drains: the listener stays open, new
+generation requests get 503 (code draining, Retry-After) and /ready 503
+while /health stays 200, in-flight ones finish (up to --shutdown-timeout),
+then the server closes and the process exits 0.
 
 HTTP API (OpenAI-compatible; errors in OpenAI's error JSON):
-   POST /v1/chat/completions  messages, tools and tool_choice (auto, none),
+   POST /v1/chat/completions  messages, tools and tool_choice (auto, none,
+                              required or a named function; required and
+                              named are forced by constrained decoding:
+                              one call of the tool in the model's own
+                              syntax, finish_reason tool_calls),
                               stream (SSE, data: [DONE]) with
                               stream_options.include_usage, max_tokens /
                               max_completion_tokens, temperature, top_p,
@@ -63,9 +69,13 @@ HTTP API (OpenAI-compatible; errors in OpenAI's error JSON):
                               usage, prefix-cache hits (and the expert cache
                               with --streaming)
 Not supported (400 with code not_supported): n > 1, tool_choice required
-or a named function and response_format json_schema (they need grammar-
-constrained decoding, which this build lacks), logit_bias, the legacy
-functions / function_call fields, non-text content parts.
+or a named function for a model whose chat template has no tool-call
+format (output format plain), response_format json_schema (it needs
+schema-constrained decoding, which is not built yet), logit_bias, the
+legacy functions / function_call fields, non-text content parts, several
+prompts in one completions request. A field of the wrong JSON type is a
+400 naming its path (param), e.g. "temperature must be a number, got a
+string".
 --api-key (or MACH_API_KEY) makes every /v1/ route require
 "Authorization: Bearer KEY" (401 otherwise).
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +160,8 @@ func TestServeScripted(t *testing.T) {
 	require.Equal(t, true, http["active"])
 	require.Equal(t, true, paths["continuous_batching"].(map[string]any)["active"])
 	require.Equal(t, false, paths["expert_streaming"].(map[string]any)["active"])
+	require.Equal(t, paths["resident_stacked"].(map[string]any)["status"] == "ok", paths["resident_stacked"].(map[string]any)["active"],
+		"resident_stacked is active exactly when the checkpoint is stacked (its gate ok) and served resident")
 	require.Equal(t, 4.0, caps["serving"].(map[string]any)["max_batch"])
 
 	resp, err := postJSON(url+"/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"Hi"}]}`)
@@ -202,6 +206,17 @@ func TestServeDefaultModel(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&models))
 	resp.Body.Close()
 	require.Equal(t, "default", models["data"].([]any)[0].(map[string]any)["id"])
+	// The default model is a stacked MLX checkpoint, served resident.
+	req, _ = http.NewRequest(http.MethodGet, url+"/v1/capabilities", nil)
+	req.Header.Set("Authorization", "Bearer k")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var caps map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&caps))
+	resp.Body.Close()
+	stacked := caps["paths"].(map[string]any)["resident_stacked"].(map[string]any)
+	require.Equal(t, "ok", stacked["status"], stacked)
+	require.Equal(t, true, stacked["active"], "a stacked checkpoint served without --streaming is resident stacked")
 	resp, err = http.Get(url + "/v1/models")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -222,6 +237,7 @@ func TestServeStreaming(t *testing.T) {
 	paths := caps["paths"].(map[string]any)
 	require.Equal(t, "ok", paths["expert_streaming"].(map[string]any)["status"])
 	require.Equal(t, true, paths["expert_streaming"].(map[string]any)["active"])
+	require.Equal(t, false, paths["resident_stacked"].(map[string]any)["active"], "--streaming: experts are not resident")
 	resp, err := postJSON(url+"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}]}`)
 	require.NoError(t, err)
 	require.Contains(t, resp, servertest.Greeting, "streamed experts give the same script")
@@ -234,4 +250,33 @@ func TestServeStreaming(t *testing.T) {
 	require.Contains(t, string(metrics), "mach_expert_cache_hit_ratio")
 	code, stderr := stop()
 	require.Equal(t, cliapp.ExitOK, code, stderr)
+}
+
+// An address already in use is an I/O error (exit 4) naming the address,
+// not a usage error.
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	stderr, code := runApp(t.Context(), testDeps(nil), scripted(t), "--port", port)
+	require.Equal(t, cliapp.ExitIO, code, stderr)
+	require.Contains(t, stderr, "127.0.0.1:"+port)
+	require.Contains(t, stderr, "address already in use")
+	require.NotContains(t, stderr, "--help' for usage")
+}
+
+// --help describes tool_choice as README does: required and named are
+// served (constrained decoding), refused only without a tool-call format.
+func TestHelpToolChoice(t *testing.T) {
+	app := newApp(testDeps(nil))
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &out
+	code := cliapp.Run(t.Context(), app, []string{"mach-serve", "--help"}, &out)
+	require.Equal(t, cliapp.ExitOK, code)
+	help := strings.Join(strings.Fields(out.String()), " ")
+	require.Contains(t, help, "tool_choice (auto, none, required or a named function;")
+	require.Contains(t, help, "tool_choice required or a named function for a model whose chat template has no tool-call format")
+	require.NotContains(t, help, "grammar- constrained decoding, which this build lacks")
+	require.NotContains(t, help, "tool_choice (auto, none),")
 }

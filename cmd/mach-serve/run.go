@@ -208,6 +208,9 @@ func run(ctx context.Context, d deps, o options, stderr io.Writer) error {
 		capability.PrefixKVReuse:      usePrefix,
 		capability.ExpertStreaming:    o.Streaming,
 		capability.BF16Streaming:      o.Streaming && !in.Quant.Quantized(),
+		// Without --streaming a stacked checkpoint's experts are bound in
+		// place, resident in memory.
+		capability.ResidentStacked: !o.Streaming && in.Layout == checkpoint.Stacked,
 	}
 	var extra func(io.Writer)
 	if st := e.ExpertStore(); st != nil {
@@ -225,9 +228,11 @@ func run(ctx context.Context, d deps, o options, stderr io.Writer) error {
 			"backend": e.Info().Backend,
 		},
 	})
-	ln, err := net.Listen("tcp", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)))
+	addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fault.Mark(fmt.Errorf("listen on %s:%d: %w", o.Host, o.Port, err), fault.ErrUsage)
+		// The flags are valid; the address is taken or not ours to bind.
+		return fault.Mark(fmt.Errorf("cannot listen on %s: %w (--host/--port; --port 0 picks a free port)", addr, err), fault.ErrIO)
 	}
 	var paths []string
 	for _, p := range report.PathOrder {
