@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/maniac-ai/mach/kernels"
+	"github.com/maniac-ai/mach/pkg/archconfig"
 	"github.com/maniac-ai/mach/pkg/fault"
 	"github.com/maniac-ai/mach/pkg/model/gemma4"
 	"github.com/maniac-ai/mach/pkg/modelconfig"
@@ -56,8 +58,9 @@ func TestParseOptionsHubConfig(t *testing.T) {
 	require.Equal(t, 2816, o.Hidden)
 	require.Equal(t, 30, o.Slots())
 	s, f := o.Layer[0], o.Layer[5]
-	require.Equal(t, gemma4.Layer{Kind: gemma4.Sliding, Heads: 16, KVHeads: 8, HeadDim: 256, Window: 1024, SharesKV: -1, Slot: 0, Intermediate: 2112, RoPE: s.RoPE}, s)
-	require.Equal(t, gemma4.Layer{Kind: gemma4.Full, Heads: 16, KVHeads: 2, HeadDim: 512, KEqV: true, SharesKV: -1, Slot: 5, Intermediate: 2112, RoPE: f.RoPE}, f)
+	require.Equal(t, archconfig.Gemma4Layer{Kind: gemma4.Sliding, Heads: 16, KVHeads: 8, HeadDim: 256, Window: 1024, SharesKV: -1, Slot: 0, Intermediate: 2112, RoPE: s.Gemma4Layer.RoPE}, s.Gemma4Layer)
+	require.Equal(t, archconfig.Gemma4Layer{Kind: gemma4.Full, Heads: 16, KVHeads: 2, HeadDim: 512, KEqV: true, SharesKV: -1, Slot: 5, Intermediate: 2112, RoPE: f.Gemma4Layer.RoPE}, f.Gemma4Layer)
+	require.Equal(t, kernels.RoPE(s.Gemma4Layer.RoPE), s.RoPE, "the kernels' RoPE is archconfig's, converted")
 	require.Equal(t, gemma4.Full, o.Layer[29].Kind)
 
 	// Sliding layers: default RoPE over the whole 256-dim head, theta 1e4.
